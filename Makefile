@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.demo: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[demo]'
+	touch $@
+
+$(VENV)/.test: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[demo,test]'
+	touch $@
+
+demo: $(VENV)/.demo
+	$(PY) -m integrad.demo --out out/demo
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src
+
+test: lint
+	$(VENV)/bin/pytest -q -n 2 2>/dev/null || $(VENV)/bin/pytest -q
+
+bench: $(VENV)/.test
+	$(PY) bench/speed.py
+	$(PY) bench/memory.py
+
+clean:
+	rm -rf $(VENV) out

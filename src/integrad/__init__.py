@@ -1,0 +1,20 @@
+"""integrad: Integrated Gradients for PyTorch, accurate, memory-bounded and verified.
+
+>>> import torch, integrad
+>>> exp = integrad.explain(torch.nn.Linear(3, 1), torch.ones(2, 3))
+>>> exp.delta.shape
+torch.Size([2])
+"""
+
+from . import baselines, quadrature
+from .explanation import Explanation
+from .integrated_gradients import IntegratedGradients, explain
+
+__all__ = [
+    "Explanation",
+    "IntegratedGradients",
+    "baselines",
+    "explain",
+    "quadrature",
+]
+__version__ = "0.1.0"

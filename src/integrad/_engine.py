@@ -1,0 +1,280 @@
+"""The path engine: every method in the family evaluates the model here.
+
+A method describes *which* path points it needs — for each point an example
+(row), a position ``alpha`` on the straight line from baseline to input and a
+weight — and the engine evaluates them in chunks: builds the points, runs the
+model, selects the target, takes ``torch.autograd.grad`` with respect to the
+points only, and accumulates ``weight × gradient`` per example. It never holds
+more than one chunk of path points and their autograd graph.
+
+Chunk sizes: with ``internal_batch_size`` the engine follows Captum (each chunk
+holds ``max(1, internal_batch_size // batch)`` steps of every example). Otherwise
+it measures, on a first small chunk, how many bytes of activations autograd saves
+per path point, and sizes the following chunks to stay within ``max_memory``
+(default :data:`DEFAULT_MAX_MEMORY`) and near :data:`TARGET_CHUNK_BYTES`, the size
+at which CPU forward+backward runs fastest (see ``bench/chunks.py``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._inputs import ExtraArgs, Target
+
+DEFAULT_MAX_MEMORY = 1 << 30
+"""Default ``max_memory``: 1 GiB for one chunk's path points and saved activations."""
+
+TARGET_CHUNK_BYTES = 24 << 20
+"""Preferred activation bytes per chunk when memory allows (fastest on CPUs measured)."""
+
+MIN_CHUNK_POINTS = 16
+"""Never split below this many points for speed alone (per-call overhead dominates)."""
+
+_PROBE_POINTS = 8
+
+
+@dataclass(frozen=True)
+class PathProblem:
+    """A resolved request: what every method hands to the engine."""
+
+    forward_func: Callable[..., Any]
+    inputs: tuple[torch.Tensor, ...]
+    baselines: tuple[torch.Tensor, ...]
+    target: Target
+    extra: ExtraArgs
+
+    @property
+    def batch(self) -> int:
+        return int(self.inputs[0].shape[0])
+
+
+@dataclass(frozen=True)
+class PathGradients:
+    """Per-example sums of ``weight × gradient`` and the target output at every point."""
+
+    sums: tuple[torch.Tensor, ...]
+    outputs: torch.Tensor
+
+
+def training_modules(forward_func: Callable[..., Any]) -> list[str]:
+    """Names of Dropout/BatchNorm modules left in training mode under ``forward_func``."""
+    owner = forward_func if isinstance(forward_func, nn.Module) else None
+    if owner is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
+        owner = forward_func.__self__  # type: ignore[attr-defined]
+    if owner is None:
+        return []
+    coupled = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+    return [
+        name or type(m).__name__
+        for name, m in owner.named_modules()
+        if m.training and isinstance(m, coupled)
+    ]
+
+
+def warn_if_training(forward_func: Callable[..., Any]) -> None:
+    names = training_modules(forward_func)
+    if names:
+        warnings.warn(
+            f"the model is in training mode with {', '.join(names[:5])}"
+            f"{' …' if len(names) > 5 else ''}: Dropout is random and train-mode BatchNorm "
+            "couples the path points of a chunk, so results depend on batching. Call "
+            "model.eval() first unless this is intended.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+class _SavedBytes:
+    """Counts the distinct storages autograd saves for backward, batch-sized ones only."""
+
+    def __init__(self, batch_rows: int) -> None:
+        self.rows = batch_rows
+        self.storages: dict[int, int] = {}
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        if t.dim() > 0 and t.shape[0] == self.rows:
+            storage = t.untyped_storage()
+            self.storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    @staticmethod
+    def unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @property
+    def total(self) -> int:
+        return sum(self.storages.values())
+
+
+class Engine:
+    """Evaluates gradients of the target output at path points, chunk by chunk."""
+
+    def __init__(
+        self,
+        problem: PathProblem,
+        max_memory: int | None = None,
+        internal_batch_size: int | None = None,
+    ) -> None:
+        if internal_batch_size is not None and (
+            isinstance(internal_batch_size, bool)
+            or not isinstance(internal_batch_size, int)
+            or internal_batch_size < 1
+        ):
+            raise ValueError(
+                f"internal_batch_size must be a positive int or None, got {internal_batch_size!r}"
+            )
+        if max_memory is not None and (
+            isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1
+        ):
+            raise ValueError(f"max_memory must be a positive int (bytes) or None, got {max_memory!r}")
+        self.problem = problem
+        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        self.internal_batch_size = internal_batch_size
+        self.bytes_per_point: float | None = None
+        self.chunks_run = 0
+        self.evals = torch.zeros(problem.batch, dtype=torch.long)
+        """Forward+backward evaluations per example so far."""
+        self.forwards = torch.zeros(problem.batch, dtype=torch.long)
+        """Forward-only evaluations per example so far."""
+        self._flat_target: torch.Tensor | None = None
+        self._target_tail: torch.Size | None = None
+        self._diffs = tuple(
+            x - b for x, b in zip(problem.inputs, problem.baselines, strict=True)
+        )
+
+    # -- chunking ---------------------------------------------------------------------
+
+    def _fixed_chunk(self) -> int | None:
+        if self.internal_batch_size is None:
+            return None
+        return max(1, self.internal_batch_size // self.problem.batch) * self.problem.batch
+
+    def _auto_chunk(self) -> int:
+        assert self.bytes_per_point is not None
+        per_point = max(self.bytes_per_point, 1.0)
+        by_memory = int(self.max_memory // per_point)
+        by_speed = max(MIN_CHUNK_POINTS, int(TARGET_CHUNK_BYTES // per_point))
+        return max(1, min(by_memory, by_speed))
+
+    def _chunks(self, total: int, grad: bool) -> Iterator[slice]:
+        fixed = self._fixed_chunk()
+        start = 0
+        while start < total:
+            if fixed is not None:
+                size = fixed
+            elif self.bytes_per_point is None:
+                size = _PROBE_POINTS if grad else self.problem.batch
+            else:
+                size = self._auto_chunk()
+            yield slice(start, min(total, start + size))
+            start += size
+
+    # -- evaluation -------------------------------------------------------------------
+
+    def points(self, rows: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Path points ``x'_r + alpha (x_r - x'_r)`` for examples ``rows``."""
+        out = []
+        for base, diff in zip(self.problem.baselines, self._diffs, strict=True):
+            a = alphas.to(device=diff.device, dtype=diff.dtype).view(-1, *([1] * (diff.dim() - 1)))
+            r = rows.to(diff.device)
+            out.append(torch.addcmul(base.index_select(0, r), a, diff.index_select(0, r)))
+        return tuple(out)
+
+    def _select(self, output: object, rows: torch.Tensor) -> torch.Tensor:
+        n = int(rows.numel())
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(
+                f"forward_func must return a tensor, got {type(output).__name__}; wrap the "
+                "model so it returns the output tensor to explain"
+            )
+        if output.dim() == 0 or output.shape[0] != n:
+            raise ValueError(
+                f"forward_func returned shape {tuple(output.shape)} for a batch of {n} path "
+                "points; its first dimension must be that batch"
+            )
+        tail = output.shape[1:]
+        if self._target_tail != tail:
+            self._flat_target = self.problem.target.flat_index(tail)
+            self._target_tail = tail
+        flat = output.reshape(n, -1)
+        if self._flat_target is None:
+            return flat[:, 0]
+        index = self._flat_target.to(output.device).index_select(0, rows.to(output.device))
+        return flat.gather(1, index.unsqueeze(1)).squeeze(1)
+
+    def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        """The target output at path points, forward passes only (no gradients)."""
+        values = []
+        with torch.no_grad():
+            for part in self._chunks(int(rows.numel()), grad=False):
+                r = rows[part]
+                out = self.problem.forward_func(*self.points(r, alphas[part]), *self.problem.extra.at(r))
+                values.append(self._select(out, r).detach())
+                self.forwards.index_add_(0, r, torch.ones_like(r))
+        return torch.cat(values)
+
+    def gradients(
+        self, rows: torch.Tensor, alphas: torch.Tensor, weights: torch.Tensor
+    ) -> PathGradients:
+        """Sum over points of ``weight × d target / d point``, per example.
+
+        ``rows``, ``alphas`` and ``weights`` have one entry per path point. The sums
+        have the inputs' shapes; ``outputs`` holds the target output at each point.
+        """
+        sums = tuple(torch.zeros_like(x) for x in self.problem.inputs)
+        outputs = []
+        for part in self._chunks(int(rows.numel()), grad=True):
+            r, w = rows[part], weights[part]
+            counter = _SavedBytes(int(r.numel())) if self.bytes_per_point is None else None
+            grads, value = self._gradient_chunk(r, alphas[part], counter)
+            if counter is not None:
+                points_bytes = sum(g.nbytes for g in grads)
+                self.bytes_per_point = (counter.total + 2 * points_bytes) / r.numel()
+            self.chunks_run += 1
+            outputs.append(value)
+            for acc, g in zip(sums, grads, strict=True):
+                g.mul_(w.to(device=g.device, dtype=g.dtype).view(-1, *([1] * (g.dim() - 1))))
+                acc.index_add_(0, r.to(acc.device), g)
+            self.evals.index_add_(0, r, torch.ones_like(r))
+        return PathGradients(sums, torch.cat(outputs))
+
+    def _gradient_chunk(
+        self, rows: torch.Tensor, alphas: torch.Tensor, counter: _SavedBytes | None
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        with torch.enable_grad():
+            points = tuple(p.requires_grad_() for p in self.points(rows, alphas))
+            with _counting(counter):
+                out = self.problem.forward_func(*points, *self.problem.extra.at(rows))
+                selected = self._select(out, rows)
+            if not selected.requires_grad:
+                raise ValueError(
+                    "the output of forward_func does not depend on the inputs (it carries no "
+                    "gradient); check that the model uses the inputs you pass and that it "
+                    "does not detach them or run under torch.no_grad()"
+                )
+            grads = torch.autograd.grad(selected.sum(), points, allow_unused=True)
+        if all(g is None for g in grads):
+            raise ValueError(
+                "the output of forward_func does not depend on any of the inputs; nothing "
+                "to attribute"
+            )
+        dense = tuple(
+            torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=True)
+        )
+        return dense, selected.detach()
+
+
+@contextmanager
+def _counting(counter: _SavedBytes | None) -> Iterator[None]:
+    if counter is None:
+        yield
+        return
+    with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+        yield

@@ -1,0 +1,209 @@
+"""Normalising the public argument forms once, at the entry point.
+
+Inputs become a tuple of detached floating tensors, targets become a per-example
+index into the flattened model output, and extra forward arguments become a tuple
+that knows which of its tensors ride along with the path points. Every error here
+names the argument and the offending value or shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import torch
+
+TensorOrTuple: TypeAlias = torch.Tensor | tuple[torch.Tensor, ...]
+TargetType: TypeAlias = (
+    None | int | tuple[int, ...] | torch.Tensor | Sequence[int] | Sequence[tuple[int, ...]]
+)
+
+
+def as_inputs(inputs: object) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """``(tensors, was_tuple)``: validated, detached copies-by-reference of the inputs."""
+    was_tuple = isinstance(inputs, tuple)
+    items = inputs if isinstance(inputs, tuple) else (inputs,)
+    if not items:
+        raise ValueError("inputs is an empty tuple; pass a tensor or a tuple of tensors")
+    out = []
+    for i, x in enumerate(items):
+        where = f"inputs[{i}]" if was_tuple else "inputs"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{where} must be a torch.Tensor, got {type(x).__name__}")
+        if not (x.is_floating_point() or x.is_complex()):
+            raise TypeError(
+                f"{where} has dtype {x.dtype}: gradients need floating-point inputs. For token "
+                "ids or other discrete inputs, attribute at the embedding layer instead "
+                "(layer attribution) and pass the embedded inputs here"
+            )
+        if x.is_complex():
+            raise TypeError(f"{where} has complex dtype {x.dtype}; only real inputs are supported")
+        if x.dim() == 0:
+            raise ValueError(f"{where} is a scalar; inputs need a leading batch dimension")
+        check_finite(x, where)
+        out.append(x.detach())
+    batch = out[0].shape[0]
+    for i, x in enumerate(out):
+        if x.shape[0] != batch:
+            shapes = [tuple(t.shape) for t in out]
+            raise ValueError(
+                f"inputs must share the batch size; inputs[{i}] has {x.shape[0]} rows but "
+                f"inputs[0] has {batch} (shapes {shapes})"
+            )
+    if batch == 0:
+        raise ValueError("inputs have batch size 0; there is nothing to attribute")
+    return tuple(out), was_tuple
+
+
+def check_finite(x: torch.Tensor, where: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(torch.isinf(x).sum())
+        raise ValueError(f"{where} holds non-finite values ({n_nan} NaN, {n_inf} Inf)")
+
+
+def same_form(tensors: tuple[torch.Tensor, ...], was_tuple: bool) -> TensorOrTuple:
+    """Back to the caller's form: a tuple for tuple inputs, else the single tensor."""
+    return tensors if was_tuple else tensors[0]
+
+
+def broadcast_baseline(value: object, x: torch.Tensor, where: str) -> torch.Tensor:
+    """A scalar or tensor baseline, expanded to ``x``'s shape, dtype and device."""
+    if isinstance(value, bool):
+        raise TypeError(f"{where} must be a number or tensor, got bool {value}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} is {value}; baselines must be finite")
+        return torch.full_like(x, float(value))
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{where} must be None, a number, a tensor, a baseline name or a callable; "
+            f"got {type(value).__name__}"
+        )
+    if not value.is_floating_point():
+        value = value.to(x.dtype)
+    try:
+        shape = torch.broadcast_shapes(value.shape, x.shape)
+    except RuntimeError:
+        shape = None
+    if shape != x.shape:
+        raise ValueError(
+            f"{where} of shape {tuple(value.shape)} does not broadcast to the input's shape "
+            f"{tuple(x.shape)}; use the input's shape, or 1 for the batch dimension"
+        )
+    check_finite(value, where)
+    return value.detach().to(device=x.device, dtype=x.dtype).expand(x.shape).contiguous()
+
+
+@dataclass(frozen=True)
+class ExtraArgs:
+    """``additional_forward_args`` as a tuple; batch tensors are indexed with the path points."""
+
+    args: tuple[Any, ...]
+    batched: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, additional_forward_args: object, batch: int) -> ExtraArgs:
+        if additional_forward_args is None:
+            return cls((), ())
+        args = (
+            additional_forward_args
+            if isinstance(additional_forward_args, tuple)
+            else (additional_forward_args,)
+        )
+        batched = tuple(
+            isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch for a in args
+        )
+        return cls(args, batched)
+
+    def at(self, rows: torch.Tensor) -> tuple[Any, ...]:
+        """The arguments for path points that belong to examples ``rows``."""
+        return tuple(
+            a.index_select(0, rows.to(a.device)) if b else a
+            for a, b in zip(self.args, self.batched, strict=True)
+        )
+
+
+class Target:
+    """A target in any of Captum's forms, resolved to one flat output index per example."""
+
+    def __init__(self, target: object, batch: int) -> None:
+        self.raw = target
+        self.batch = batch
+        self.per_example: list[tuple[int, ...]] | None
+        if target is None:
+            self.per_example = None
+            return
+        if isinstance(target, torch.Tensor):
+            if target.is_floating_point() or target.dtype == torch.bool:
+                raise ValueError(f"target tensor must hold integers, got dtype {target.dtype}")
+            if target.dim() == 0:
+                target = int(target)
+            elif target.dim() == 1:
+                target = [int(t) for t in target.tolist()]
+            else:
+                raise ValueError(
+                    f"target tensor must be 0-d or 1-d (one per example), got shape "
+                    f"{tuple(target.shape)}"
+                )
+        if _is_int(target):
+            self.per_example = [(int(target),)] * batch  # type: ignore[call-overload]
+        elif isinstance(target, tuple) and all(_is_int(t) for t in target):
+            self.per_example = [tuple(int(t) for t in target)] * batch
+        elif isinstance(target, list):
+            if len(target) != batch:
+                raise ValueError(
+                    f"target has {len(target)} entries but the batch has {batch} examples; "
+                    "give one target per example, or a single int or tuple for all"
+                )
+            rows: list[tuple[int, ...]] = []
+            for t in target:
+                if _is_int(t):
+                    rows.append((int(t),))
+                elif isinstance(t, tuple) and all(_is_int(v) for v in t):
+                    rows.append(tuple(int(v) for v in t))
+                else:
+                    raise ValueError(f"target entries must be ints or tuples of ints, got {t!r}")
+            self.per_example = rows
+        else:
+            raise ValueError(
+                "target must be None, an int, a tuple of ints, a list or 1-d tensor with one "
+                f"per example, or a list of tuples; got {target!r}"
+            )
+
+    def flat_index(self, tail: torch.Size) -> torch.Tensor | None:
+        """Per-example index into an output row of shape ``tail``, flattened.
+
+        ``None`` means the whole row, which must then hold a single value.
+        """
+        if self.per_example is None:
+            if math.prod(tail) != 1:
+                raise ValueError(
+                    f"target=None needs one output value per example, but forward_func "
+                    f"returned rows of shape {tuple(tail)}; pass a target"
+                )
+            return None
+        flat = []
+        for index in self.per_example:
+            if len(index) != len(tail):
+                raise ValueError(
+                    f"target {index if len(index) > 1 else index[0]!r} has {len(index)} "
+                    f"index(es) but the output rows have shape {tuple(tail)}; the target "
+                    "must select exactly one value per example"
+                )
+            position = 0
+            for i, size in zip(index, tail, strict=True):
+                if not -size <= i < size:
+                    raise ValueError(
+                        f"target {index if len(index) > 1 else index[0]!r} is out of range "
+                        f"for output rows of shape {tuple(tail)}"
+                    )
+                position = position * size + (i % size)
+            flat.append(position)
+        return torch.tensor(flat, dtype=torch.long)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

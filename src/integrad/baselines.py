@@ -1,0 +1,247 @@
+"""Baselines: the point x' the path starts from.
+
+Wherever ``baselines`` is accepted you may pass ``None`` (zeros), a number, a tensor of
+the input's shape or broadcastable to it (e.g. a leading 1), one of the names below, a
+strategy built by the functions of this module (to set its options), or a callable
+``inputs -> baselines`` applied to the inputs in the form you passed them. For tuple
+inputs, a tuple mixes any of these per input.
+
+=================  ==========================================================
+name               baseline
+=================  ==========================================================
+``"zeros"``        all zeros (Captum's default)
+``"uniform"``      uniform noise in each example's value range
+``"gaussian"``     the input plus Gaussian noise, ``sigma`` relative to range
+``"blur"``         Gaussian blur of an image input (torch convolutions)
+``"mean"``         per-feature mean of reference data: use :func:`mean`
+``"max_entropy"``  0.5 everywhere (mid-gray for images in [0, 1])
+=================  ==========================================================
+
+Random strategies draw only from a ``torch.Generator``. Without one they use a
+fresh generator seeded with 0, so a run is reproducible by default.
+
+>>> import torch, integrad
+>>> x = torch.rand(2, 3, 8, 8)
+>>> integrad.baselines.blur(sigma=2.0)(x).shape
+torch.Size([2, 3, 8, 8])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ._inputs import broadcast_baseline, check_finite
+
+__all__ = [
+    "NAMES",
+    "BaselineStrategy",
+    "blur",
+    "describe",
+    "gaussian",
+    "max_entropy",
+    "mean",
+    "resolve",
+    "uniform",
+    "zeros",
+]
+
+NAMES: tuple[str, ...] = ("blur", "gaussian", "max_entropy", "mean", "uniform", "zeros")
+
+
+@dataclass(frozen=True)
+class BaselineStrategy:
+    """A named baseline with its options, applied to one input tensor at a time."""
+
+    name: str
+    make: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, compare=False)
+    options: tuple[tuple[str, object], ...] = ()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.make(x)
+
+    def __str__(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.name}({opts})"
+
+
+def _generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    if generator is not None:
+        if torch.device(generator.device).type != device.type:
+            raise ValueError(
+                f"generator is on {generator.device} but the inputs are on {device}; "
+                "pass a generator on the inputs' device"
+            )
+        return generator
+    return torch.Generator(device).manual_seed(0)
+
+
+def _row_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example minimum and maximum, shaped to broadcast against ``x``."""
+    flat = x.reshape(x.shape[0], -1)
+    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+    return flat.amin(dim=1).reshape(shape), flat.amax(dim=1).reshape(shape)
+
+
+def zeros() -> BaselineStrategy:
+    """All zeros."""
+    return BaselineStrategy("zeros", torch.zeros_like)
+
+
+def max_entropy(value: float = 0.5) -> BaselineStrategy:
+    """A constant ``value`` everywhere (0.5: mid-gray for images scaled to [0, 1])."""
+    return BaselineStrategy("max_entropy", lambda x: torch.full_like(x, value), (("value", value),))
+
+
+def uniform(generator: torch.Generator | None = None) -> BaselineStrategy:
+    """Uniform noise between each example's minimum and maximum value."""
+
+    def make(x: torch.Tensor) -> torch.Tensor:
+        low, high = _row_range(x)
+        u = torch.rand(x.shape, generator=_generator(generator, x.device), device=x.device)
+        return low + u.to(x.dtype) * (high - low)
+
+    return BaselineStrategy("uniform", make)
+
+
+def gaussian(sigma: float = 0.1, generator: torch.Generator | None = None) -> BaselineStrategy:
+    """The input plus Gaussian noise of standard deviation ``sigma`` × the example's range."""
+    if not (isinstance(sigma, (int, float)) and sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+
+    def make(x: torch.Tensor) -> torch.Tensor:
+        low, high = _row_range(x)
+        noise = torch.randn(x.shape, generator=_generator(generator, x.device), device=x.device)
+        return x + noise.to(x.dtype) * (sigma * (high - low))
+
+    return BaselineStrategy("gaussian", make, (("sigma", sigma),))
+
+
+def blur(sigma: float = 5.0) -> BaselineStrategy:
+    """Gaussian blur, ``sigma`` in pixels, over the last two dimensions of an image batch.
+
+    Inputs are ``(batch, height, width)`` or ``(batch, channels, height, width)``;
+    borders are replicated. Computed with a separable convolution in torch.
+    """
+    if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    return BaselineStrategy("blur", lambda x: gaussian_blur(x, sigma), (("sigma", sigma),))
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur the last two dimensions of ``x`` with a Gaussian of std ``sigma`` pixels."""
+    if x.dim() not in (3, 4):
+        raise ValueError(
+            "the blur baseline needs image inputs of shape (batch, height, width) or "
+            f"(batch, channels, height, width); got shape {tuple(x.shape)}"
+        )
+    image = x.unsqueeze(1) if x.dim() == 3 else x
+    b, c, h, w = image.shape
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(device=x.device, dtype=x.dtype)
+    flat = image.reshape(b * c, 1, h, w)
+    flat = F.pad(flat, (radius, radius, 0, 0), mode="replicate")
+    flat = F.conv2d(flat, kernel.view(1, 1, 1, -1))
+    flat = F.pad(flat, (0, 0, radius, radius), mode="replicate")
+    flat = F.conv2d(flat, kernel.view(1, 1, -1, 1))
+    return flat.reshape(x.shape)
+
+
+def mean(reference: torch.Tensor) -> BaselineStrategy:
+    """The per-feature mean of ``reference`` (e.g. training data), shape ``(N, *features)``."""
+    if not isinstance(reference, torch.Tensor) or reference.dim() == 0:
+        raise ValueError("reference must be a tensor of shape (N, *features) with N >= 1")
+    if reference.shape[0] == 0:
+        raise ValueError("reference is empty; give at least one example")
+    check_finite(reference, "reference")
+    center = reference.detach().double().mean(dim=0, keepdim=True)
+
+    def make(x: torch.Tensor) -> torch.Tensor:
+        if center.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"reference of shape {tuple(reference.shape)} does not match inputs of shape "
+                f"{tuple(x.shape)} beyond the batch dimension"
+            )
+        return center.to(device=x.device, dtype=x.dtype).expand(x.shape).contiguous()
+
+    return BaselineStrategy("mean", make, (("n_reference", int(reference.shape[0])),))
+
+
+def _named(name: str) -> BaselineStrategy:
+    if name == "mean":
+        raise ValueError(
+            "baselines='mean' needs reference data: pass integrad.baselines.mean(reference) "
+            "with, e.g., the training set"
+        )
+    makers: dict[str, Callable[[], BaselineStrategy]] = {
+        "zeros": zeros,
+        "uniform": uniform,
+        "gaussian": gaussian,
+        "blur": blur,
+        "max_entropy": max_entropy,
+    }
+    if name not in makers:
+        raise ValueError(f"baselines={name!r} is not a known baseline; choose one of {list(NAMES)}")
+    return makers[name]()
+
+
+def _one(spec: object, x: torch.Tensor, where: str) -> torch.Tensor:
+    if spec is None:
+        return torch.zeros_like(x)
+    if isinstance(spec, str):
+        spec = _named(spec)
+    if isinstance(spec, BaselineStrategy):
+        value: object = spec(x)
+    elif callable(spec) and not isinstance(spec, torch.Tensor):
+        value = spec(x)
+    else:
+        value = spec
+    return broadcast_baseline(value, x, where)
+
+
+def resolve(
+    baselines: object, inputs: tuple[torch.Tensor, ...], was_tuple: bool
+) -> tuple[torch.Tensor, ...]:
+    """Baselines in any accepted form, as a tuple of tensors shaped like ``inputs``."""
+    if callable(baselines) and not isinstance(baselines, (BaselineStrategy, torch.Tensor)):
+        # A user callable sees the inputs in the caller's form and answers in kind.
+        baselines = baselines(inputs if was_tuple else inputs[0])
+        if callable(baselines) and not isinstance(baselines, torch.Tensor):
+            raise TypeError("a baselines callable must return baselines, not another callable")
+    if was_tuple and isinstance(baselines, tuple):
+        if len(baselines) != len(inputs):
+            raise ValueError(
+                f"baselines has {len(baselines)} entries but inputs has {len(inputs)}; "
+                "give one baseline per input"
+            )
+        return tuple(
+            _one(b, x, f"baselines[{i}]")
+            for i, (b, x) in enumerate(zip(baselines, inputs, strict=True))
+        )
+    if isinstance(baselines, tuple):
+        if len(baselines) != 1:
+            raise ValueError(f"baselines is a tuple of {len(baselines)} but inputs is one tensor")
+        baselines = baselines[0]
+    return tuple(_one(baselines, x, "baselines") for x in inputs)
+
+
+def describe(baselines: object) -> str:
+    """A short human-readable description of a baselines argument, for provenance."""
+    if baselines is None:
+        return "zeros"
+    if isinstance(baselines, (str, BaselineStrategy)):
+        return str(baselines)
+    if isinstance(baselines, (int, float)):
+        return f"constant({baselines})"
+    if isinstance(baselines, torch.Tensor):
+        return f"tensor{tuple(baselines.shape)}"
+    if isinstance(baselines, tuple):
+        return "(" + ", ".join(describe(b) for b in baselines) + ")"
+    return getattr(baselines, "__name__", type(baselines).__name__)
+
