@@ -9,8 +9,8 @@ more than one chunk of path points and their autograd graph.
 
 Chunk sizes: with ``internal_batch_size`` the engine follows Captum (each chunk
 holds ``max(1, internal_batch_size // batch)`` steps of every example). Otherwise
-it measures, on a first small chunk, how many bytes of activations autograd saves
-per path point, and sizes the following chunks to stay within ``max_memory``
+it measures, with a forward pass on a few inputs, how many bytes of activations
+autograd saves per path point, and sizes the following chunks to stay within ``max_memory``
 (default :data:`DEFAULT_MAX_MEMORY`) and near :data:`TARGET_CHUNK_BYTES`, the size
 at which CPU forward+backward runs fastest (see ``bench/chunks.py``).
 """
@@ -18,7 +18,8 @@ at which CPU forward+backward runs fastest (see ``bench/chunks.py``).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +32,13 @@ from ._inputs import ExtraArgs, Target
 DEFAULT_MAX_MEMORY = 1 << 30
 """Default ``max_memory``: 1 GiB for one chunk's path points and saved activations."""
 
-TARGET_CHUNK_BYTES = 24 << 20
+TARGET_CHUNK_BYTES = 12 << 20
 """Preferred activation bytes per chunk when memory allows (fastest on CPUs measured)."""
 
 MIN_CHUNK_POINTS = 16
 """Never split below this many points for speed alone (per-call overhead dominates)."""
 
-_PROBE_POINTS = 8
+_PROBE_POINTS = 4
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,9 @@ class Engine:
         if max_memory is not None and (
             isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1
         ):
-            raise ValueError(f"max_memory must be a positive int (bytes) or None, got {max_memory!r}")
+            raise ValueError(
+                f"max_memory must be a positive int (bytes) or None, got {max_memory!r}"
+            )
         self.problem = problem
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
         self.internal_batch_size = internal_batch_size
@@ -143,11 +146,10 @@ class Engine:
         """Forward+backward evaluations per example so far."""
         self.forwards = torch.zeros(problem.batch, dtype=torch.long)
         """Forward-only evaluations per example so far."""
+        self._recount = False
         self._flat_target: torch.Tensor | None = None
         self._target_tail: torch.Size | None = None
-        self._diffs = tuple(
-            x - b for x, b in zip(problem.inputs, problem.baselines, strict=True)
-        )
+        self._diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
 
     # -- chunking ---------------------------------------------------------------------
 
@@ -157,24 +159,51 @@ class Engine:
         return max(1, self.internal_batch_size // self.problem.batch) * self.problem.batch
 
     def _auto_chunk(self) -> int:
-        assert self.bytes_per_point is not None
-        per_point = max(self.bytes_per_point, 1.0)
+        per_point = max(self.bytes_per_point or 1.0, 1.0)
         by_memory = int(self.max_memory // per_point)
         by_speed = max(MIN_CHUNK_POINTS, int(TARGET_CHUNK_BYTES // per_point))
         return max(1, min(by_memory, by_speed))
 
-    def _chunks(self, total: int, grad: bool) -> Iterator[slice]:
+    def _chunks(self, total: int) -> Iterator[slice]:
         fixed = self._fixed_chunk()
+        if fixed is None and self.bytes_per_point is None:
+            remembered = _remembered(self.problem)
+            if remembered is None:
+                self._probe()
+            else:
+                self.bytes_per_point = remembered
+                self._recount = True
         start = 0
         while start < total:
-            if fixed is not None:
-                size = fixed
-            elif self.bytes_per_point is None:
-                size = _PROBE_POINTS if grad else self.problem.batch
-            else:
-                size = self._auto_chunk()
+            size = fixed
+            if size is None:
+                # Equal chunks: a small remainder chunk runs at a poor rate.
+                left = total - start
+                size = -(-left // -(-left // self._auto_chunk()))
             yield slice(start, min(total, start + size))
             start += size
+
+    def _probe(self) -> None:
+        """Measure the autograd memory of one path point with a forward on a few inputs.
+
+        The graph is dropped without a backward; the forward also surfaces a bad output
+        or target before any real work. The figure is remembered for the same model
+        and input shapes, and re-measured on the first real chunk of later calls.
+        """
+        rows = torch.arange(min(self.problem.batch, _PROBE_POINTS))
+        counter = _SavedBytes(int(rows.numel()))
+        with torch.enable_grad():
+            points = tuple(p.requires_grad_() for p in self.points(rows, torch.ones(rows.numel())))
+            with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+                out = self.problem.forward_func(*points, *self.problem.extra.at(rows))
+            self._differentiable(self._select(out, rows))
+        self._measured(counter, points)
+
+    def _measured(self, counter: _SavedBytes, points: tuple[torch.Tensor, ...]) -> None:
+        # Points, their gradients and the saved activations live together.
+        points_bytes = sum(p.nbytes for p in points)
+        self.bytes_per_point = (counter.total + 2 * points_bytes) / counter.rows
+        _remember(self.problem, self.bytes_per_point)
 
     # -- evaluation -------------------------------------------------------------------
 
@@ -213,9 +242,11 @@ class Engine:
         """The target output at path points, forward passes only (no gradients)."""
         values = []
         with torch.no_grad():
-            for part in self._chunks(int(rows.numel()), grad=False):
+            for part in self._chunks(int(rows.numel())):
                 r = rows[part]
-                out = self.problem.forward_func(*self.points(r, alphas[part]), *self.problem.extra.at(r))
+                out = self.problem.forward_func(
+                    *self.points(r, alphas[part]), *self.problem.extra.at(r)
+                )
                 values.append(self._select(out, r).detach())
                 self.forwards.index_add_(0, r, torch.ones_like(r))
         return torch.cat(values)
@@ -230,13 +261,9 @@ class Engine:
         """
         sums = tuple(torch.zeros_like(x) for x in self.problem.inputs)
         outputs = []
-        for part in self._chunks(int(rows.numel()), grad=True):
+        for part in self._chunks(int(rows.numel())):
             r, w = rows[part], weights[part]
-            counter = _SavedBytes(int(r.numel())) if self.bytes_per_point is None else None
-            grads, value = self._gradient_chunk(r, alphas[part], counter)
-            if counter is not None:
-                points_bytes = sum(g.nbytes for g in grads)
-                self.bytes_per_point = (counter.total + 2 * points_bytes) / r.numel()
+            grads, value = self._gradient_chunk(r, alphas[part])
             self.chunks_run += 1
             outputs.append(value)
             for acc, g in zip(sums, grads, strict=True):
@@ -246,19 +273,17 @@ class Engine:
         return PathGradients(sums, torch.cat(outputs))
 
     def _gradient_chunk(
-        self, rows: torch.Tensor, alphas: torch.Tensor, counter: _SavedBytes | None
+        self, rows: torch.Tensor, alphas: torch.Tensor
     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        counter = _SavedBytes(int(rows.numel()))
         with torch.enable_grad():
             points = tuple(p.requires_grad_() for p in self.points(rows, alphas))
-            with _counting(counter):
+            with _counting(counter if self._recount else None):
                 out = self.problem.forward_func(*points, *self.problem.extra.at(rows))
-                selected = self._select(out, rows)
-            if not selected.requires_grad:
-                raise ValueError(
-                    "the output of forward_func does not depend on the inputs (it carries no "
-                    "gradient); check that the model uses the inputs you pass and that it "
-                    "does not detach them or run under torch.no_grad()"
-                )
+            selected = self._differentiable(self._select(out, rows))
+            if self._recount:
+                self._recount = False
+                self._measured(counter, points)
             grads = torch.autograd.grad(selected.sum(), points, allow_unused=True)
         if all(g is None for g in grads):
             raise ValueError(
@@ -270,6 +295,16 @@ class Engine:
         )
         return dense, selected.detach()
 
+    @staticmethod
+    def _differentiable(selected: torch.Tensor) -> torch.Tensor:
+        if not selected.requires_grad:
+            raise ValueError(
+                "the output of forward_func does not depend on the inputs (it carries no "
+                "gradient); check that the model uses the inputs you pass and that it "
+                "does not detach them or run under torch.no_grad()"
+            )
+        return selected
+
 
 @contextmanager
 def _counting(counter: _SavedBytes | None) -> Iterator[None]:
@@ -278,3 +313,42 @@ def _counting(counter: _SavedBytes | None) -> Iterator[None]:
         return
     with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
         yield
+
+
+# Bytes per path point, remembered per model and input signature so that repeated calls
+# (a dataset explained batch by batch) skip the probe; weak keys never keep a model alive.
+_MEMORY: weakref.WeakKeyDictionary[Any, dict[Hashable, float]] = weakref.WeakKeyDictionary()
+
+
+def _memory_key(problem: PathProblem) -> tuple[Any, Hashable] | None:
+    func = problem.forward_func
+    owner, code = (
+        (func.__self__, func.__func__)  # type: ignore[attr-defined]
+        if hasattr(func, "__self__") and hasattr(func, "__func__")
+        else (func, None)
+    )
+    signature = (
+        code,
+        tuple((tuple(x.shape[1:]), x.dtype, x.device) for x in problem.inputs),
+        tuple(
+            (tuple(a.shape[1:]), a.dtype) if b else (type(a), getattr(a, "shape", None))
+            for a, b in zip(problem.extra.args, problem.extra.batched, strict=True)
+        ),
+    )
+    try:
+        weakref.ref(owner)
+        hash(signature)
+    except TypeError:
+        return None
+    return owner, signature
+
+
+def _remembered(problem: PathProblem) -> float | None:
+    key = _memory_key(problem)
+    return None if key is None else _MEMORY.get(key[0], {}).get(key[1])
+
+
+def _remember(problem: PathProblem, bytes_per_point: float) -> None:
+    key = _memory_key(problem)
+    if key is not None:
+        _MEMORY.setdefault(key[0], {})[key[1]] = bytes_per_point

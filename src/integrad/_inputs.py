@@ -17,7 +17,7 @@ import torch
 
 TensorOrTuple: TypeAlias = torch.Tensor | tuple[torch.Tensor, ...]
 TargetType: TypeAlias = (
-    None | int | tuple[int, ...] | torch.Tensor | Sequence[int] | Sequence[tuple[int, ...]]
+    int | tuple[int, ...] | torch.Tensor | Sequence[int] | Sequence[tuple[int, ...]] | None
 )
 
 

@@ -244,4 +244,3 @@ def describe(baselines: object) -> str:
     if isinstance(baselines, tuple):
         return "(" + ", ".join(describe(b) for b in baselines) + ")"
     return getattr(baselines, "__name__", type(baselines).__name__)
-

@@ -48,8 +48,15 @@ def explain(
     True
     """
     run = _Run(
-        forward_func, inputs, baselines, target, additional_forward_args, n_steps, method,
-        internal_batch_size, max_memory,
+        forward_func,
+        inputs,
+        baselines,
+        target,
+        additional_forward_args,
+        n_steps,
+        method,
+        internal_batch_size,
+        max_memory,
     )
     output, baseline_output, delta = run.completeness()
     return Explanation(
@@ -107,8 +114,7 @@ class _Run:
             rows, quad.alphas.repeat_interleave(batch), quad.weights.repeat_interleave(batch)
         ).sums
         self.integrated = tuple(
-            g * (x - b)
-            for g, x, b in zip(self.grads, xs, self.problem.baselines, strict=True)
+            g * (x - b) for g, x, b in zip(self.grads, xs, self.problem.baselines, strict=True)
         )
 
     def attributions(self, multiply_by_inputs: bool) -> TensorOrTuple:
@@ -168,8 +174,15 @@ class IntegratedGradients:
     ) -> TensorOrTuple | tuple[TensorOrTuple, torch.Tensor]:
         """Attributions shaped like ``inputs``; with ``(attributions, delta)`` on request."""
         run = _Run(
-            self.forward_func, inputs, baselines, target, additional_forward_args, n_steps,
-            method, internal_batch_size, max_memory,
+            self.forward_func,
+            inputs,
+            baselines,
+            target,
+            additional_forward_args,
+            n_steps,
+            method,
+            internal_batch_size,
+            max_memory,
         )
         attributions = run.attributions(self.multiply_by_inputs)
         if return_convergence_delta:
