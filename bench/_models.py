@@ -10,10 +10,19 @@ def cnn64(seed: int = 0) -> nn.Module:
     """A 3×64×64 CNN with BatchNorm, in eval mode: the memory target's model."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 16 * 16, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 16 * 16, 10),
     ).eval()
 
 
@@ -21,9 +30,15 @@ def digits_cnn(seed: int = 0) -> nn.Module:
     """The demo's kind of model: a small CNN on 1×8×8 digits."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     ).eval()
 
 
@@ -31,7 +46,11 @@ def mlp(seed: int = 0, features: int = 30) -> nn.Module:
     """A tabular GELU MLP."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Linear(features, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(), nn.Linear(64, 2),
+        nn.Linear(features, 64),
+        nn.GELU(),
+        nn.Linear(64, 64),
+        nn.GELU(),
+        nn.Linear(64, 2),
     ).eval()
 
 

@@ -47,21 +47,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, medians of {args.repeats} runs")
-    print(f"{'case':12s} {'n':>5s} {'floor ms':>9s} {'best':>5s} {'integrad':>9s} "
-          f"{'captum':>9s} {'int/floor':>9s} {'int/captum':>10s}")
+    print(
+        f"{'case':12s} {'n':>5s} {'floor ms':>9s} {'best':>5s} {'integrad':>9s} "
+        f"{'captum':>9s} {'int/floor':>9s} {'int/captum':>10s}"
+    )
     for name in args.cases:
         model, x = case(name)
-        batch = x.shape[0]
         for n in args.n_steps:
             quad = integrad.quadrature.rule("gausslegendre", n).to(x.dtype)
-            points = (quad.alphas.view(-1, *[1] * x.dim()) * x.unsqueeze(0)).reshape(-1, *x.shape[1:])
+            alphas = quad.alphas.view(-1, *[1] * x.dim())
+            points = (alphas * x.unsqueeze(0)).reshape(-1, *x.shape[1:])
             contenders: dict[str, Callable[[], object]] = {
                 f"floor{c}": floor_run(model, points, c) for c in FLOOR_CHUNKS
             }
             ig = integrad.IntegratedGradients(model)
             cig = CaptumIG(model)
-            contenders["integrad"] = lambda ig=ig, n=n: ig.attribute(x, target=0, n_steps=n)
-            contenders["captum"] = lambda cig=cig, n=n: cig.attribute(x, target=0, n_steps=n)
+            contenders["integrad"] = lambda ig=ig, x=x, n=n: ig.attribute(x, target=0, n_steps=n)
+            contenders["captum"] = lambda c=cig, x=x, n=n: c.attribute(x, target=0, n_steps=n)
             times: dict[str, list[float]] = {k: [] for k in contenders}
             for fn in contenders.values():  # warm-up
                 fn()
@@ -71,9 +73,11 @@ def main() -> None:
             med = {k: statistics.median(v) for k, v in times.items()}
             best = min(FLOOR_CHUNKS, key=lambda c: med[f"floor{c}"])
             floor = med[f"floor{best}"]
-            print(f"{name:12s} {n:5d} {floor * 1e3:9.1f} {best:5d} {med['integrad'] * 1e3:9.1f} "
-                  f"{med['captum'] * 1e3:9.1f} {med['integrad'] / floor:9.3f} "
-                  f"{med['integrad'] / med['captum']:10.3f}")
+            print(
+                f"{name:12s} {n:5d} {floor * 1e3:9.1f} {best:5d} {med['integrad'] * 1e3:9.1f} "
+                f"{med['captum'] * 1e3:9.1f} {med['integrad'] / floor:9.3f} "
+                f"{med['integrad'] / med['captum']:10.3f}"
+            )
             del points
 
 

@@ -93,14 +93,17 @@ def warn_if_training(forward_func: Callable[..., Any]) -> None:
 
 
 class _SavedBytes:
-    """Counts the distinct storages autograd saves for backward, batch-sized ones only."""
+    """Counts the distinct activation storages autograd saves for backward."""
 
     def __init__(self, batch_rows: int) -> None:
         self.rows = batch_rows
         self.storages: dict[int, int] = {}
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
-        if t.dim() > 0 and t.shape[0] == self.rows:
+        # Activations are computed from the points, so they (or the tensor they view)
+        # have a grad_fn; parameters, buffers and the points themselves do not.
+        root = t._base if t._base is not None else t
+        if root.grad_fn is not None and t.dim() > 0 and t.shape[0] == self.rows:
             storage = t.untyped_storage()
             self.storages[storage.data_ptr()] = storage.nbytes()
         return t
@@ -323,7 +326,7 @@ _MEMORY: weakref.WeakKeyDictionary[Any, dict[Hashable, float]] = weakref.WeakKey
 def _memory_key(problem: PathProblem) -> tuple[Any, Hashable] | None:
     func = problem.forward_func
     owner, code = (
-        (func.__self__, func.__func__)  # type: ignore[attr-defined]
+        (func.__self__, func.__func__)
         if hasattr(func, "__self__") and hasattr(func, "__func__")
         else (func, None)
     )

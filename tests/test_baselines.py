@@ -1,0 +1,113 @@
+"""Named baselines, strategies and callables."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import integrad
+from integrad import baselines as B
+
+
+def images(seed: int = 0) -> torch.Tensor:
+    return torch.rand(3, 2, 12, 10, generator=torch.Generator().manual_seed(seed))
+
+
+def test_named_baselines_have_the_inputs_shape_and_documented_values():
+    x = images()
+    x_t = (x,)
+    assert torch.equal(B.resolve("zeros", x_t, False)[0], torch.zeros_like(x))
+    assert torch.equal(B.resolve("max_entropy", x_t, False)[0], torch.full_like(x, 0.5))
+    u = B.resolve("uniform", x_t, False)[0]
+    low = x.amin(dim=(1, 2, 3), keepdim=True)
+    high = x.amax(dim=(1, 2, 3), keepdim=True)
+    assert u.shape == x.shape and bool(((u >= low) & (u <= high)).all())
+    g = B.resolve(B.gaussian(sigma=0.0), x_t, False)[0]
+    assert torch.equal(g, x)
+
+
+def test_gaussian_noise_scales_with_each_examples_range():
+    x = torch.stack([torch.linspace(0, 1, 4000), torch.linspace(0, 100, 4000)])
+    noisy = B.gaussian(sigma=0.1)(x)
+    stds = (noisy - x).std(dim=1)
+    assert stds[0].item() == pytest.approx(0.1, rel=0.05)
+    assert stds[1].item() == pytest.approx(10.0, rel=0.05)
+
+
+def test_random_baselines_are_reproducible_through_the_generator():
+    x = images()
+    a = B.uniform(generator=torch.Generator().manual_seed(7))(x)
+    b = B.uniform(generator=torch.Generator().manual_seed(7))(x)
+    c = B.uniform(generator=torch.Generator().manual_seed(8))(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # Without a generator the default is seeded: two calls agree.
+    assert torch.equal(B.gaussian()(x), B.gaussian()(x))
+
+
+def test_blur_keeps_constants_and_mean_and_smooths_noise():
+    flat = torch.full((1, 1, 16, 16), 0.3)
+    torch.testing.assert_close(B.blur(sigma=3.0)(flat), flat)
+    x = images()
+    blurred = B.blur(sigma=2.0)(x)
+    assert blurred.shape == x.shape
+
+    # Blurring lowers the energy of high frequencies: neighbouring pixels move closer.
+    def roughness(t):
+        return (t[..., 1:] - t[..., :-1]).abs().mean()
+
+    assert roughness(blurred) < roughness(x) / 3
+    # A single bright pixel spreads into a symmetric Gaussian that keeps its total.
+    spike = torch.zeros(1, 21, 21)
+    spike[0, 10, 10] = 1.0
+    out = B.gaussian_blur(spike, 1.5)
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-5)
+    torch.testing.assert_close(out, out.flip(-1))
+    torch.testing.assert_close(out, out.transpose(-1, -2))
+    assert out[0, 10, 12].item() / out[0, 10, 10].item() == pytest.approx(
+        float(torch.exp(torch.tensor(-4 / (2 * 1.5**2)))), rel=0.02
+    )
+
+
+def test_blur_refuses_non_images():
+    with pytest.raises(ValueError, match=r"blur baseline needs image inputs.*\(4, 7\)"):
+        integrad.explain(lambda t: t.sum(1), torch.rand(4, 7), baselines="blur")
+
+
+def test_mean_of_reference_data():
+    reference = torch.randn(50, 5, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 5)
+    out = B.resolve(B.mean(reference), (x,), False)[0]
+    torch.testing.assert_close(out, reference.mean(0, keepdim=True).expand(3, 5))
+    with pytest.raises(ValueError, match=r"reference of shape \(50, 5\) does not match .*\(3, 4\)"):
+        B.mean(reference)(torch.rand(3, 4))
+    with pytest.raises(ValueError, match=r"baselines='mean' needs reference data"):
+        integrad.explain(lambda t: t.sum(1), x, baselines="mean")
+
+
+def test_callables_and_tuples_mix():
+    x, y = torch.rand(2, 3), torch.rand(2, 4)
+    got = B.resolve(lambda inputs: (inputs[0] * 0 + 1, 0.5), (x, y), True)
+    assert torch.equal(got[0], torch.ones(2, 3)) and torch.equal(got[1], torch.full((2, 4), 0.5))
+    got = B.resolve(("max_entropy", B.zeros()), (x, y), True)
+    assert torch.equal(got[0], torch.full((2, 3), 0.5)) and torch.equal(got[1], torch.zeros(2, 4))
+    single = B.resolve(lambda t: t / 2, (x,), False)[0]
+    torch.testing.assert_close(single, x / 2)
+
+
+def test_named_baseline_gives_the_same_ig_as_the_explicit_tensor():
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(2 * 12 * 10, 3), torch.nn.Tanh()
+    )
+    x = images()
+    by_name = integrad.explain(model, x, baselines="blur", target=1)
+    explicit = integrad.explain(model, x, baselines=B.blur()(x), target=1)
+    torch.testing.assert_close(by_name.attributions, explicit.attributions)
+    assert by_name.baseline == "blur" and str(B.blur(2.0)) == "blur(sigma=2.0)"
+    torch.testing.assert_close(by_name.baselines, B.blur()(x))
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match=r"sigma must be a finite number > 0, got -1"):
+        B.blur(sigma=-1)
+    with pytest.raises(ValueError, match=r"sigma must be a finite number >= 0"):
+        B.gaussian(sigma=float("nan"))

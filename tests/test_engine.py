@@ -1,0 +1,106 @@
+"""The engine leaves everything as it found it, also when the forward raises midway."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import integrad
+from integrad import _engine
+
+
+def snapshot(model: nn.Module, *tensors: torch.Tensor):
+    return (
+        model.training,
+        [(n, p.requires_grad, p.grad, p.detach().clone()) for n, p in model.named_parameters()],
+        [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for m in model.modules()
+        ],
+        [(t.clone(), t.requires_grad, t.grad) for t in tensors],
+    )
+
+
+def assert_unchanged(before, after) -> None:
+    assert before[0] == after[0]
+    for (n, rg, g, v), (_, rg2, g2, v2) in zip(before[1], after[1], strict=True):
+        assert rg == rg2 and g is None and g2 is None and torch.equal(v, v2), n
+    assert before[2] == after[2]
+    for (v, rg, g), (v2, rg2, g2) in zip(before[3], after[3], strict=True):
+        assert torch.equal(v, v2) and rg == rg2 and g is None and g2 is None
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    model[1].register_forward_hook(lambda m, i, o: None)
+    model[0].weight.requires_grad_(False)  # a frozen layer stays frozen
+    return model.eval()
+
+
+def test_nothing_is_mutated_by_a_successful_call():
+    model = make_model()
+    x = torch.rand(3, 4, requires_grad=True)
+    b = torch.rand(1, 4)
+    before = snapshot(model, x, b)
+    exp = integrad.explain(model, x, baselines=b, target=1, internal_batch_size=6)
+    assert not exp.attributions.requires_grad
+    assert_unchanged(before, snapshot(model, x, b))
+
+
+class FailsOnCall(nn.Module):
+    def __init__(self, inner: nn.Module, fail_at: int) -> None:
+        super().__init__()
+        self.inner, self.calls, self.fail_at = inner, 0, fail_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("device lost")
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("fail_at", [1, 3])
+def test_nothing_is_mutated_when_the_forward_raises_midway(fail_at):
+    model = FailsOnCall(make_model(), fail_at)
+    model.train()  # a model without Dropout/BatchNorm: no warning, flag kept
+    x = torch.rand(3, 4)
+    before = snapshot(model, x)
+    with pytest.raises(RuntimeError, match="device lost"):
+        integrad.explain(model, x, target=0, internal_batch_size=3, n_steps=10)
+    assert model.calls == fail_at
+    assert_unchanged(before, snapshot(model, x))
+
+
+def test_works_inside_no_grad():
+    model = make_model()
+    x = torch.rand(2, 4)
+    with torch.no_grad():
+        inside = integrad.explain(model, x, target=2)
+    torch.testing.assert_close(
+        inside.attributions, integrad.explain(model, x, target=2).attributions
+    )
+    assert inside.attributions.abs().sum() > 0
+
+
+def test_bytes_per_point_is_remembered_and_rechecked():
+    model = make_model()
+    x = torch.rand(2, 4)
+    first = _engine.Engine(
+        _engine.PathProblem(
+            model,
+            (x,),
+            (torch.zeros_like(x),),
+            integrad._inputs.Target(0, 2),
+            integrad._inputs.ExtraArgs.of(None, 2),
+        )
+    )
+    rows, alphas = torch.arange(2).repeat(4), torch.linspace(0, 1, 8).double()
+    first.gradients(rows, alphas, torch.ones(8).double())
+    assert _engine._remembered(first.problem) == first.bytes_per_point
+    # A stale remembered figure (the model changed) is corrected on the first chunk.
+    _engine._remember(first.problem, 1.0)
+    again = _engine.Engine(first.problem)
+    again.gradients(rows, alphas, torch.ones(8).double())
+    assert again.bytes_per_point == first.bytes_per_point
