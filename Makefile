@@ -24,7 +24,7 @@ lint: $(VENV)/.test
 	$(VENV)/bin/mypy src
 
 test: lint
-	$(VENV)/bin/pytest -q -n 2 2>/dev/null || $(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.test
 	$(PY) bench/speed.py

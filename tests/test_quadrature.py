@@ -50,3 +50,11 @@ def test_riemann_nodes(method, first, last):
 def test_bad_rules_are_refused(method, n, match):
     with pytest.raises(ValueError, match=match):
         rule(method, n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 9, 64, 200])
+def test_gauss_legendre_matches_numpy(n):
+    ours = rule("gausslegendre", n)
+    roots, weights = np.polynomial.legendre.leggauss(n)
+    np.testing.assert_allclose(ours.alphas.numpy(), 0.5 * (1 + roots), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(ours.weights.numpy(), 0.5 * weights, rtol=0, atol=1e-14)
