@@ -8,11 +8,14 @@ torch.Size([2])
 
 from . import baselines, quadrature
 from .explanation import Explanation
+from .gradients import InputXGradient, Saliency
 from .integrated_gradients import IntegratedGradients, explain
 
 __all__ = [
     "Explanation",
+    "InputXGradient",
     "IntegratedGradients",
+    "Saliency",
     "baselines",
     "explain",
     "quadrature",

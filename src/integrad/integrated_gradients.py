@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._engine import Engine, PathProblem, warn_if_training
-from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, as_inputs, same_form
+from ._engine import Engine, PathProblem
+from ._inputs import TargetType, TensorOrTuple, same_form
 from .explanation import Explanation
 from .quadrature import check_method, rule
 
@@ -91,19 +91,11 @@ class _Run:
         internal_batch_size: int | None,
         max_memory: int | None,
     ) -> None:
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
-        xs, self.was_tuple = as_inputs(inputs)
         check_method(method, n_steps)
-        batch = int(xs[0].shape[0])
-        self.problem = PathProblem(
-            forward_func,
-            xs,
-            _baselines.resolve(baselines, xs, self.was_tuple),
-            Target(target, batch),
-            ExtraArgs.of(additional_forward_args, batch),
+        self.problem, self.was_tuple = PathProblem.build(
+            forward_func, inputs, baselines, target, additional_forward_args
         )
-        warn_if_training(forward_func)
+        xs, batch = self.problem.inputs, self.problem.batch
         self.engine = Engine(
             self.problem, max_memory=max_memory, internal_batch_size=internal_batch_size
         )
