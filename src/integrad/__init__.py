@@ -10,11 +10,13 @@ from . import baselines, quadrature
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
 from .integrated_gradients import IntegratedGradients, explain
+from .noise_tunnel import NoiseTunnel
 
 __all__ = [
     "Explanation",
     "InputXGradient",
     "IntegratedGradients",
+    "NoiseTunnel",
     "Saliency",
     "baselines",
     "explain",
