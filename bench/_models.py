@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from integrad import demo
+
 
 def cnn64(seed: int = 0) -> nn.Module:
     """A 3×64×64 CNN with BatchNorm, in eval mode: the memory target's model."""
@@ -27,19 +29,9 @@ def cnn64(seed: int = 0) -> nn.Module:
 
 
 def digits_cnn(seed: int = 0) -> nn.Module:
-    """The demo's kind of model: a small CNN on 1×8×8 digits."""
+    """The demo's model (``integrad.demo.digits_cnn``): a small CNN on 1×8×8 digits."""
     torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 64),
-        nn.ReLU(),
-        nn.Linear(64, 10),
-    ).eval()
+    return demo.digits_cnn().eval()
 
 
 def mlp(seed: int = 0, features: int = 30) -> nn.Module:
