@@ -7,12 +7,14 @@ torch.Size([2])
 """
 
 from . import baselines, quadrature
+from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
 from .integrated_gradients import IntegratedGradients, explain
 from .noise_tunnel import NoiseTunnel
 
 __all__ = [
+    "ExpectedGradients",
     "Explanation",
     "InputXGradient",
     "IntegratedGradients",

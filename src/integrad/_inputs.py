@@ -207,3 +207,20 @@ class Target:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def repeat_per_example(value: Any, batch: int, k: int) -> Any:
+    """Repeat a per-example value for ``k`` consecutive copies of each example.
+
+    Tensors and lists with one entry per example are repeated (example-major);
+    tuples are handled element by element, except an all-int tuple (a target index);
+    anything shared by all examples is returned as is.
+    """
+    if isinstance(value, torch.Tensor):
+        per_example = value.dim() > 0 and value.shape[0] == batch
+        return value.repeat_interleave(k, dim=0) if per_example else value
+    if isinstance(value, list) and len(value) == batch:
+        return [v for v in value for _ in range(k)]
+    if isinstance(value, tuple) and not all(_is_int(v) for v in value):
+        return tuple(repeat_per_example(v, batch, k) for v in value)
+    return value

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ._inputs import TensorOrTuple, as_inputs, same_form
+from ._inputs import TensorOrTuple, as_inputs, repeat_per_example, same_form
 
 __all__ = ["NT_TYPES", "NoiseTunnel"]
 
@@ -161,21 +161,9 @@ def _noisy(x: torch.Tensor, scale: torch.Tensor, k: int, gen: torch.Generator) -
     return copies + noise * per_copy
 
 
-def _repeat(value: Any, batch: int, k: int) -> Any:
-    """Repeat a per-example value for ``k`` copies of each example; leave shared ones."""
-    if isinstance(value, torch.Tensor):
-        return (
-            value.repeat_interleave(k, dim=0)
-            if value.dim() > 0 and value.shape[0] == batch
-            else value
-        )
-    if isinstance(value, list) and len(value) == batch:
-        return [v for v in value for _ in range(k)]
-    if isinstance(value, tuple) and not all(isinstance(v, int) for v in value):
-        return tuple(_repeat(v, batch, k) for v in value)
-    return value
-
-
 def _repeat_kwargs(kwargs: dict[str, Any], batch: int, k: int) -> dict[str, Any]:
     per_example = ("target", "baselines", "additional_forward_args")
-    return {key: _repeat(v, batch, k) if key in per_example else v for key, v in kwargs.items()}
+    return {
+        key: repeat_per_example(v, batch, k) if key in per_example else v
+        for key, v in kwargs.items()
+    }
