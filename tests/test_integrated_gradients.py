@@ -47,8 +47,9 @@ def test_product_splits_evenly_from_zero_baseline(n):
     torch.testing.assert_close(exp.attributions, half, rtol=0, atol=1e-12)
 
 
-def test_product_with_gauss_legendre_one_node_is_not_exact():
-    # One node integrates only linear integrands exactly: the oracle can tell rules apart.
+def test_gauss_legendre_exactness_follows_the_polynomial_degree():
+    # Two nodes integrate the product (quadratic along the path) exactly; one node cannot
+    # integrate a cubic, so the oracle can tell an exact rule from a merely close one.
     x = rand(5, 2) + 3.0
     b = torch.ones_like(x)
     exp = integrad.explain(product, x, baselines=b, n_steps=2)
