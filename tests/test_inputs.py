@@ -75,7 +75,7 @@ def test_inputs_must_share_the_batch_size():
     [
         ({"n_steps": 0}, r"n_steps must be >= 1"),
         ({"n_steps": 1, "method": "riemann_trapezoid"}, r"n_steps must be >= 2"),
-        ({"method": "simpson"}, r"method='simpson' is not a known rule.*riemann_trapezoid"),
+        ({"method": "simpson"}, r"method='simpson' is not known.*riemann_trapezoid.*idgi"),
         ({"internal_batch_size": 0}, r"internal_batch_size must be a positive int"),
         ({"max_memory": -5}, r"max_memory must be a positive int"),
         ({"baselines": "grey"}, r"baselines='grey' is not a known baseline.*max_entropy"),

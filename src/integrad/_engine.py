@@ -284,12 +284,18 @@ class Engine:
         return torch.cat(values)
 
     def gradients(
-        self, rows: torch.Tensor, alphas: torch.Tensor, weights: torch.Tensor
+        self,
+        rows: torch.Tensor,
+        alphas: torch.Tensor,
+        weights: torch.Tensor,
+        transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
     ) -> PathGradients:
         """Sum over points of ``weight × d target / d point``, per example.
 
         ``rows``, ``alphas`` and ``weights`` have one entry per path point. The sums
         have the inputs' shapes; ``outputs`` holds the target output at each point.
+        ``transform``, if given, maps each chunk's gradients (one row per point)
+        before they are weighted, for methods that reweight features per point.
         """
         sums = tuple(torch.zeros_like(x) for x in self.problem.inputs)
         outputs = []
@@ -297,6 +303,8 @@ class Engine:
         for part in self._chunks(int(rows.numel())):
             r, w = rows[part], weights[part]
             grads, value = self._gradient_chunk(r, alphas[part])
+            if transform is not None:
+                grads = transform(grads)
             self.chunks_run += 1
             heap.settle(int((self.bytes_per_point or 0) * r.numel()))
             outputs.append(value)

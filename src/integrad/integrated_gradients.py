@@ -11,7 +11,8 @@ from . import baselines as _baselines
 from ._engine import Engine, PathProblem
 from ._inputs import TargetType, TensorOrTuple, same_form
 from .explanation import Explanation
-from .quadrature import check_method, rule
+from .idgi import idgi
+from .quadrature import METHODS, check_method, rule
 
 __all__ = ["IntegratedGradients", "explain"]
 
@@ -34,7 +35,8 @@ def explain(
     ``IG_i = (x_i - x'_i) ∫₀¹ ∂F(x' + α(x - x'))/∂x_i dα``, integrated with the
     ``n_steps``-node rule ``method`` (see :mod:`integrad.quadrature`). Path points are
     evaluated in chunks that fit ``max_memory`` bytes (default 1 GiB); give
-    ``internal_batch_size`` to use Captum's chunking instead. The argument forms are
+    ``internal_batch_size`` to use Captum's chunking instead. ``method="idgi"`` uses
+    IDGI (:mod:`integrad.idgi`) with ``n_steps`` intervals. The argument forms are
     Captum's; ``baselines`` also takes the names and strategies of
     :mod:`integrad.baselines`.
 
@@ -72,7 +74,11 @@ def explain(
         target=target,
         baseline=_baselines.describe(baselines),
         multiply_by_inputs=multiply_by_inputs,
-        extras={"chunks": run.engine.chunks_run, "bytes_per_point": run.engine.bytes_per_point},
+        extras={
+            "chunks": run.engine.chunks_run,
+            "bytes_per_point": run.engine.bytes_per_point,
+            "n_forward": run.engine.forwards.clone(),
+        },
     )
 
 
@@ -91,7 +97,12 @@ class _Run:
         internal_batch_size: int | None,
         max_memory: int | None,
     ) -> None:
-        check_method(method, n_steps)
+        if method != "idgi":
+            if method not in METHODS:
+                raise ValueError(
+                    f"method={method!r} is not known; choose one of {[*METHODS, 'idgi']}"
+                )
+            check_method(method, n_steps)
         self.problem, self.was_tuple = PathProblem.build(
             forward_func, inputs, baselines, target, additional_forward_args
         )
@@ -99,6 +110,13 @@ class _Run:
         self.engine = Engine(
             self.problem, max_memory=max_memory, internal_batch_size=internal_batch_size
         )
+        self._ends: tuple[torch.Tensor, torch.Tensor] | None = None
+        if method == "idgi":
+            # IDGI's attributions already carry the output change: nothing to multiply.
+            self.integrated, *ends = idgi(self.engine, n_steps)
+            self.grads = self.integrated
+            self._ends = (ends[0], ends[1])
+            return
         quad = rule(method, n_steps)
         # Step-major order (every example at the first node, then the next), as Captum.
         rows = torch.arange(batch).repeat(n_steps)
@@ -113,11 +131,13 @@ class _Run:
         return same_form(self.integrated if multiply_by_inputs else self.grads, self.was_tuple)
 
     def completeness(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """F(x), F(x') (forward passes only) and the signed delta, per example."""
+        """F(x), F(x') (forward passes only, unless known) and the signed delta, per example."""
         batch = self.problem.batch
-        alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double()
-        ends = self.engine.outputs(torch.arange(batch).repeat(2), alphas)
-        output, baseline_output = ends[:batch], ends[batch:]
+        if self._ends is None:
+            alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double()
+            ends = self.engine.outputs(torch.arange(batch).repeat(2), alphas)
+            self._ends = (ends[:batch], ends[batch:])
+        output, baseline_output = self._ends
         total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in self.integrated)
         return output, baseline_output, total - (output - baseline_output)
 

@@ -1,0 +1,46 @@
+"""IDGI: Integrated Decision Gradients' noise-reduced path integral (Yang, Wang, Bilgic 2023).
+
+Along the straight path with nodes ``α_j = j/n`` (j = 0..n), IDGI credits the observed
+change of the output between consecutive nodes, ``Δf_j = f(α_{j+1}) − f(α_j)``, to the
+features in proportion to their squared gradient at ``α_j``:
+
+    attr += g_j² · Δf_j / Σ_i g_{j,i}²
+
+so the attributions sum to ``f(x) − f(x')`` exactly (the Δf telescope) at any n. Cost:
+n forward+backward evaluations plus n+1 forward-only ones. Because completeness holds
+by construction, the delta says nothing about accuracy here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._engine import Engine
+
+
+def idgi(
+    engine: Engine, n_steps: int
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+    """``(attributions, F(x), F(x'))`` by IDGI with ``n_steps`` intervals, on ``engine``."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int for method='idgi', got {n_steps!r}")
+    batch = engine.problem.batch
+    nodes = torch.arange(n_steps + 1, dtype=torch.float64) / n_steps
+    # Node-major order, as the integrating rules use.
+    values = engine.outputs(torch.arange(batch).repeat(n_steps + 1), nodes.repeat_interleave(batch))
+    values = values.reshape(n_steps + 1, batch)
+    change = (values[1:] - values[:-1]).reshape(-1).double()
+    rows = torch.arange(batch).repeat(n_steps)
+    sums = engine.gradients(
+        rows, nodes[:-1].repeat_interleave(batch), change, transform=_share_of_squares
+    ).sums
+    return sums, values[-1], values[0]
+
+
+def _share_of_squares(grads: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Each point's squared gradient over its total, across every input; 0 where all vanish."""
+    squares = tuple(g * g for g in grads)
+    total = sum(s.reshape(s.shape[0], -1).sum(dim=1) for s in squares)
+    assert isinstance(total, torch.Tensor)
+    inverse = torch.where(total > 0, 1.0 / total, torch.zeros_like(total))
+    return tuple(s * inverse.view(-1, *([1] * (s.dim() - 1))) for s in squares)
