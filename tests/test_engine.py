@@ -104,3 +104,21 @@ def test_bytes_per_point_is_remembered_and_rechecked():
     again = _engine.Engine(first.problem)
     again.gradients(rows, alphas, torch.ones(8).double())
     assert again.bytes_per_point == first.bytes_per_point
+
+
+def test_gradients_report_the_target_output_at_every_point():
+    model = make_model()
+    x, b = torch.rand(3, 4), torch.rand(3, 4)
+    problem = _engine.PathProblem(
+        model,
+        (x,),
+        (b,),
+        integrad._inputs.Target([0, 2, 1], 3),
+        integrad._inputs.ExtraArgs.of(None, 3),
+    )
+    rows = torch.tensor([2, 0, 1, 2, 0])
+    alphas = torch.tensor([0.0, 0.3, 0.5, 1.0, 0.9], dtype=torch.float64)
+    got = _engine.Engine(problem, internal_batch_size=3).gradients(rows, alphas, alphas).outputs
+    points = b[rows] + alphas.float().unsqueeze(1) * (x[rows] - b[rows])
+    expected = model(points)[torch.arange(5), torch.tensor([1, 0, 2, 1, 0])]
+    torch.testing.assert_close(got, expected.detach())

@@ -223,6 +223,9 @@ def test_explanation_fields():
     )
     total = exp.attributions.sum(dim=1)
     torch.testing.assert_close(exp.delta, total - (exp.output - exp.baseline_output))
+    torch.testing.assert_close(
+        exp.relative_delta, exp.delta.abs() / (exp.output - exp.baseline_output).abs()
+    )
     assert exp.n_evals.tolist() == [20, 20, 20]
     assert (exp.method, exp.n_steps, exp.target) == ("gausslegendre", 20, [0, 1, 2])
     assert exp.inputs is not x and torch.equal(exp.inputs, x) and torch.equal(exp.baselines, b)
