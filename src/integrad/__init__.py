@@ -11,6 +11,7 @@ from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
 from .integrated_gradients import IntegratedGradients, explain
+from .layer import LayerIntegratedGradients
 from .noise_tunnel import NoiseTunnel
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Explanation",
     "InputXGradient",
     "IntegratedGradients",
+    "LayerIntegratedGradients",
     "NoiseTunnel",
     "Saliency",
     "baselines",
