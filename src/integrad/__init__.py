@@ -12,6 +12,7 @@ from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
 from .integrated_gradients import IntegratedGradients, explain
 from .layer import LayerIntegratedGradients
+from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "InputXGradient",
     "IntegratedGradients",
     "LayerIntegratedGradients",
+    "NeuronIntegratedGradients",
     "NoiseTunnel",
     "Saliency",
     "baselines",
