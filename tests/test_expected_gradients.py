@@ -43,8 +43,11 @@ def test_complete_in_expectation_and_exact_delta_in_deterministic_mode():
     model = smooth_mlp()
     x, refs = rand(3, 6), rand(10, 6, seed=5)
     eg = integrad.ExpectedGradients(model)
-    _, delta = eg.attribute(x, baselines=refs, target=1, n_steps=32, return_convergence_delta=True)
-    assert delta.abs().max() < 1e-9
+    for target in (1, [0, 2, 1]):  # shared and per-example targets
+        _, delta = eg.attribute(
+            x, baselines=refs, target=target, n_steps=32, return_convergence_delta=True
+        )
+        assert delta.abs().max() < 1e-9
     gap = (model(x)[:, 1] - model(refs)[:, 1].mean()).abs()
     _, delta = eg.attribute(
         x,

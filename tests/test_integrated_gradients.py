@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -223,8 +224,14 @@ def test_explanation_fields():
     )
     total = exp.attributions.sum(dim=1)
     torch.testing.assert_close(exp.delta, total - (exp.output - exp.baseline_output))
+    worked = dataclasses.replace(
+        exp,
+        delta=torch.tensor([0.1, -0.2, 0.3], dtype=D),
+        output=torch.tensor([1.0, 2.0, 3.0], dtype=D),
+        baseline_output=torch.tensor([0.0, 4.0, 3.0], dtype=D),
+    )
     torch.testing.assert_close(
-        exp.relative_delta, exp.delta.abs() / (exp.output - exp.baseline_output).abs()
+        worked.relative_delta, torch.tensor([0.1, 0.1, float("inf")], dtype=D)
     )
     assert exp.n_evals.tolist() == [20, 20, 20]
     assert (exp.method, exp.n_steps, exp.target) == ("gausslegendre", 20, [0, 1, 2])

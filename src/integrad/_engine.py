@@ -33,6 +33,7 @@ from torch import nn
 
 from ._inputs import ExtraArgs, Target, as_inputs
 from .baselines import resolve as resolve_baselines
+from .quadrature import Rule
 
 DEFAULT_MAX_MEMORY = 1 << 30
 """Default ``max_memory``: 1 GiB for one chunk's path points and saved activations."""
@@ -269,6 +270,25 @@ class Engine:
             return flat[:, 0]
         index = self._flat_target.to(output.device).index_select(0, rows.to(output.device))
         return flat.gather(1, index.unsqueeze(1)).squeeze(1)
+
+    def integrate(self, quad: Rule) -> tuple[torch.Tensor, ...]:
+        """Per example, the rule's weighted sum of gradients along the whole path.
+
+        Points go node-major (every example at the first node, then the next), as Captum.
+        """
+        batch = self.problem.batch
+        return self.gradients(
+            torch.arange(batch).repeat(quad.n),
+            quad.alphas.repeat_interleave(batch),
+            quad.weights.repeat_interleave(batch),
+        ).sums
+
+    def ends(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target output at the inputs and at the baselines, forward passes only."""
+        batch = self.problem.batch
+        alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double()
+        values = self.outputs(torch.arange(batch).repeat(2), alphas)
+        return values[:batch], values[batch:]
 
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The target output at path points, forward passes only (no gradients)."""

@@ -83,24 +83,18 @@ class ExpectedGradients:
         if n_steps is None:
             if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
                 raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-            slots, per_slot = n_samples, 1
+            slots = n_samples
         else:
             check_method(method, n_steps)
-            slots, per_slot = n_refs, n_steps
+            slots = n_refs
         group = samples_batch_size or slots
         totals = [torch.zeros_like(x) for x in xs]
         for start in range(0, slots, group):
             k = min(group, slots - start)
             if n_steps is None:
-                device = xs[0].device
-                chosen = torch.randint(n_refs, (batch * k,), generator=gen, device=device)
-                alphas = torch.rand(batch * k, generator=gen, device=device, dtype=torch.float64)
-                weights = torch.ones(batch * k, dtype=torch.float64)
-            else:
+                chosen = torch.randint(n_refs, (batch * k,), generator=gen, device=xs[0].device)
+            else:  # every reference once, example-major like the copies
                 chosen = torch.arange(start, start + k, device=xs[0].device).repeat(batch)
-                quad = rule(method, n_steps)
-                alphas = quad.alphas.repeat_interleave(batch * k)
-                weights = quad.weights.repeat_interleave(batch * k)
             copies = tuple(x.repeat_interleave(k, dim=0) for x in xs)
             if stdevs > 0:
                 copies = tuple(
@@ -116,8 +110,14 @@ class ExpectedGradients:
                 ExtraArgs.of(repeat_per_example(additional_forward_args, batch, k), batch * k),
             )
             engine = Engine(problem, max_memory=max_memory)
-            rows = torch.arange(batch * k).repeat(per_slot)
-            sums = engine.gradients(rows, alphas, weights).sums
+            if n_steps is None:
+                alphas = torch.rand(
+                    batch * k, generator=gen, device=xs[0].device, dtype=torch.float64
+                )
+                ones = torch.ones(batch * k, dtype=torch.float64)
+                sums = engine.gradients(torch.arange(batch * k), alphas, ones).sums
+            else:
+                sums = engine.integrate(rule(method, n_steps))
             for total, g, c, s in zip(totals, sums, copies, starts, strict=True):
                 total += (g * (c - s)).reshape(batch, k, *c.shape[1:]).sum(dim=1)
         attributions = tuple(t / slots for t in totals)
@@ -163,20 +163,36 @@ class ExpectedGradients:
     ) -> torch.Tensor:
         """sum(attributions) − (F(x) − mean_k F(ref_k)), forward passes only."""
         batch, n_refs = int(xs[0].shape[0]), int(refs[0].shape[0])
-        problem = PathProblem(
-            self.forward_func,
-            tuple(x.repeat_interleave(n_refs, dim=0) for x in xs),
-            tuple(r.repeat(batch, *[1] * (r.dim() - 1)) for r in refs),
-            Target(repeat_per_example(target, batch, n_refs), batch * n_refs),
-            ExtraArgs.of(
-                repeat_per_example(additional_forward_args, batch, n_refs), batch * n_refs
-            ),
+        goal = Target(target, batch)
+        extra = ExtraArgs.of(additional_forward_args, batch)
+        f_x = _at(self.forward_func, xs, goal, extra)
+        shared = not any(extra.batched) and (
+            goal.per_example is None or len(set(goal.per_example)) == 1
         )
-        engine = Engine(problem)
-        rows = torch.arange(0, batch * n_refs, n_refs)
-        f_x = engine.outputs(rows, torch.ones(batch, dtype=torch.float64))
-        f_refs = engine.outputs(
-            torch.arange(batch * n_refs), torch.zeros(batch * n_refs, dtype=torch.float64)
-        ).reshape(batch, n_refs)
+        if shared:  # every example sees the same F on the references: evaluate them once
+            ref_goal = Target(None if goal.per_example is None else goal.per_example[0], n_refs)
+            f_refs = _at(self.forward_func, refs, ref_goal, extra).mean().expand(batch)
+        else:
+            f_refs = (
+                _at(
+                    self.forward_func,
+                    tuple(r.repeat(batch, *[1] * (r.dim() - 1)) for r in refs),
+                    Target(repeat_per_example(target, batch, n_refs), batch * n_refs),
+                    ExtraArgs.of(
+                        repeat_per_example(additional_forward_args, batch, n_refs), batch * n_refs
+                    ),
+                )
+                .reshape(batch, n_refs)
+                .mean(dim=1)
+            )
         total = sum(a.reshape(batch, -1).sum(dim=1).to(f_x.dtype) for a in attributions)
-        return total - (f_x - f_refs.mean(dim=1))
+        return total - (f_x - f_refs)
+
+
+def _at(
+    forward_func: Callable[..., Any], xs: tuple[torch.Tensor, ...], target: Target, extra: ExtraArgs
+) -> torch.Tensor:
+    """The target output at ``xs`` (one value per row), forward passes only."""
+    rows = int(xs[0].shape[0])
+    engine = Engine(PathProblem(forward_func, xs, xs, target, extra))
+    return engine.outputs(torch.arange(rows), torch.ones(rows, dtype=torch.float64))

@@ -106,7 +106,7 @@ class _Run:
         self.problem, self.was_tuple = PathProblem.build(
             forward_func, inputs, baselines, target, additional_forward_args
         )
-        xs, batch = self.problem.inputs, self.problem.batch
+        xs = self.problem.inputs
         self.engine = Engine(
             self.problem, max_memory=max_memory, internal_batch_size=internal_batch_size
         )
@@ -117,12 +117,7 @@ class _Run:
             self.grads = self.integrated
             self._ends = (ends[0], ends[1])
             return
-        quad = rule(method, n_steps)
-        # Step-major order (every example at the first node, then the next), as Captum.
-        rows = torch.arange(batch).repeat(n_steps)
-        self.grads = self.engine.gradients(
-            rows, quad.alphas.repeat_interleave(batch), quad.weights.repeat_interleave(batch)
-        ).sums
+        self.grads = self.engine.integrate(rule(method, n_steps))
         self.integrated = tuple(
             g * (x - b) for g, x, b in zip(self.grads, xs, self.problem.baselines, strict=True)
         )
@@ -134,9 +129,7 @@ class _Run:
         """F(x), F(x') (forward passes only, unless known) and the signed delta, per example."""
         batch = self.problem.batch
         if self._ends is None:
-            alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double()
-            ends = self.engine.outputs(torch.arange(batch).repeat(2), alphas)
-            self._ends = (ends[:batch], ends[batch:])
+            self._ends = self.engine.ends()
         output, baseline_output = self._ends
         total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in self.integrated)
         return output, baseline_output, total - (output - baseline_output)

@@ -91,21 +91,13 @@ class LayerIntegratedGradients:
         engine = Engine(
             layer_problem, max_memory=max_memory, internal_batch_size=internal_batch_size
         )
-        quad = rule(method, n_steps)
-        grads = engine.gradients(
-            torch.arange(batch).repeat(n_steps),
-            quad.alphas.repeat_interleave(batch),
-            quad.weights.repeat_interleave(batch),
-        ).sums[0]
+        grads = engine.integrate(rule(method, n_steps))[0]
         integrated = grads * (act_x - act_base)
         attributions = integrated if self.multiply_by_inputs else grads
         if not return_convergence_delta:
             return attributions
-        ends = Engine(problem).outputs(
-            torch.arange(batch).repeat(2),
-            torch.cat([torch.ones(batch), torch.zeros(batch)]).double(),
-        )
-        change = ends[:batch] - ends[batch:]
+        output, baseline_output = Engine(problem).ends()
+        change = output - baseline_output
         return attributions, integrated.reshape(batch, -1).sum(1).to(change.dtype) - change
 
     def _record(
