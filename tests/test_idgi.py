@@ -20,7 +20,7 @@ def test_complete_by_construction_at_any_n(n):
     exp = integrad.explain(model, x, baselines=b, target=2, n_steps=n, method="idgi")
     assert exp.delta.abs().max() < 1e-12
     assert exp.n_evals.tolist() == [n] * 4
-    assert exp.extras["n_forward"].tolist() == [n + 1] * 4
+    assert exp.n_forward.tolist() == [n + 1] * 4
 
 
 def test_linear_model_shares_the_change_by_squared_weights():

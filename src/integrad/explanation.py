@@ -38,6 +38,14 @@ class Explanation:
     baseline: str = "zeros"
     """A short description of the ``baselines`` argument as given."""
     multiply_by_inputs: bool = True
+    n_forward: torch.Tensor | None = None
+    """Shape ``(batch,)``: forward-only model evaluations per example (ends, IDGI, …)."""
+    error_estimate: torch.Tensor | None = None
+    """Tolerance mode: estimated relative L2 error of each example's attributions."""
+    converged: torch.Tensor | None = None
+    """Tolerance mode: whether each example met the tolerance within ``max_steps``."""
+    tolerance: float | None = None
+    """The requested accuracy, in tolerance mode."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Method-specific details (e.g. chunking) that do not warrant their own field."""
 

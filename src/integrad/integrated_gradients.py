@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from ._inputs import TargetType, TensorOrTuple, same_form
 from .explanation import Explanation
 from .idgi import idgi
 from .quadrature import METHODS, check_method, rule
+from .tolerance import DEFAULT_MAX_STEPS, Tolerated, integrate_to_tolerance
 
 __all__ = ["IntegratedGradients", "explain"]
 
@@ -29,6 +31,8 @@ def explain(
     internal_batch_size: int | None = None,
     max_memory: int | None = None,
     multiply_by_inputs: bool = True,
+    tolerance: float | None = None,
+    max_steps: int | None = None,
 ) -> Explanation:
     """Integrated Gradients of ``forward_func`` at ``inputs``, with the completeness check.
 
@@ -39,6 +43,12 @@ def explain(
     IDGI (:mod:`integrad.idgi`) with ``n_steps`` intervals. The argument forms are
     Captum's; ``baselines`` also takes the names and strategies of
     :mod:`integrad.baselines`.
+
+    With ``tolerance``, each example is integrated until its estimated relative L2
+    error and its relative completeness gap are both within ``tolerance``, or until
+    ``max_steps`` evaluations (default 1024); ``n_steps`` and ``method`` are then
+    chosen per example (:mod:`integrad.tolerance`), and the result carries
+    ``error_estimate`` and ``converged`` per example.
 
     >>> import torch, integrad
     >>> model = torch.nn.Linear(3, 2)
@@ -59,25 +69,32 @@ def explain(
         method,
         internal_batch_size,
         max_memory,
+        tolerance,
+        max_steps,
     )
     output, baseline_output, delta = run.completeness()
+    tol = run.tolerated
     return Explanation(
         attributions=run.attributions(multiply_by_inputs),
         delta=delta,
         output=output,
         baseline_output=baseline_output,
         n_evals=run.engine.evals.clone(),
-        method=method,
-        n_steps=n_steps,
+        method=method if tol is None else f"tolerance:{tol.ladder}",
+        n_steps=n_steps if tol is None else int(tol.points.max()),
         inputs=same_form(run.problem.inputs, run.was_tuple),
         baselines=same_form(run.problem.baselines, run.was_tuple),
         target=target,
         baseline=_baselines.describe(baselines),
         multiply_by_inputs=multiply_by_inputs,
+        n_forward=run.engine.forwards.clone(),
+        error_estimate=None if tol is None else tol.error_estimate,
+        converged=None if tol is None else tol.converged,
+        tolerance=tolerance,
         extras={
             "chunks": run.engine.chunks_run,
             "bytes_per_point": run.engine.bytes_per_point,
-            "n_forward": run.engine.forwards.clone(),
+            **({} if tol is None else {"points": tol.points}),
         },
     )
 
@@ -96,7 +113,10 @@ class _Run:
         method: str,
         internal_batch_size: int | None,
         max_memory: int | None,
+        tolerance: float | None = None,
+        max_steps: int | None = None,
     ) -> None:
+        _check_tolerance(tolerance, max_steps, method)
         if method != "idgi":
             if method not in METHODS:
                 raise ValueError(
@@ -111,13 +131,21 @@ class _Run:
             self.problem, max_memory=max_memory, internal_batch_size=internal_batch_size
         )
         self._ends: tuple[torch.Tensor, torch.Tensor] | None = None
-        if method == "idgi":
+        self.tolerated: Tolerated | None = None
+        if tolerance is not None:
+            self.tolerated = integrate_to_tolerance(
+                self.engine, tolerance, DEFAULT_MAX_STEPS if max_steps is None else max_steps
+            )
+            self.grads = self.tolerated.grads
+            self._ends = (self.tolerated.output, self.tolerated.baseline_output)
+        elif method == "idgi":
             # IDGI's attributions already carry the output change: nothing to multiply.
             self.integrated, *ends = idgi(self.engine, n_steps)
             self.grads = self.integrated
             self._ends = (ends[0], ends[1])
             return
-        self.grads = self.engine.integrate(rule(method, n_steps))
+        else:
+            self.grads = self.engine.integrate(rule(method, n_steps))
         self.integrated = tuple(
             g * (x - b) for g, x, b in zip(self.grads, xs, self.problem.baselines, strict=True)
         )
@@ -133,6 +161,29 @@ class _Run:
         output, baseline_output = self._ends
         total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in self.integrated)
         return output, baseline_output, total - (output - baseline_output)
+
+
+def _check_tolerance(tolerance: object, max_steps: object, method: str) -> None:
+    if max_steps is not None and tolerance is None:
+        raise ValueError("max_steps is for tolerance mode; give tolerance= too, or use n_steps")
+    if tolerance is None:
+        return
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not math.isfinite(tolerance)
+        or tolerance <= 0
+    ):
+        raise ValueError(f"tolerance must be a positive finite number, got {tolerance!r}")
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if method not in METHODS:
+        raise ValueError(
+            f"tolerance mode chooses its own rules per example; method={method!r} cannot be "
+            "combined with tolerance"
+        )
 
 
 class IntegratedGradients:
@@ -176,8 +227,14 @@ class IntegratedGradients:
         return_convergence_delta: bool = False,
         *,
         max_memory: int | None = None,
+        tolerance: float | None = None,
+        max_steps: int | None = None,
     ) -> TensorOrTuple | tuple[TensorOrTuple, torch.Tensor]:
-        """Attributions shaped like ``inputs``; with ``(attributions, delta)`` on request."""
+        """Attributions shaped like ``inputs``; with ``(attributions, delta)`` on request.
+
+        ``tolerance`` and ``max_steps`` select tolerance mode, as in :func:`explain`
+        (use :func:`explain` to also get the error estimates and converged flags).
+        """
         run = _Run(
             self.forward_func,
             inputs,
@@ -188,6 +245,8 @@ class IntegratedGradients:
             method,
             internal_batch_size,
             max_memory,
+            tolerance,
+            max_steps,
         )
         attributions = run.attributions(self.multiply_by_inputs)
         if return_convergence_delta:

@@ -1,0 +1,159 @@
+"""Tolerance mode: the requested accuracy is checked against exact IG, not the estimate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import integrad
+from integrad.tolerance import is_smooth
+
+
+class Ridge(nn.Module):
+    """f(x) = Σ_k c_k g(w·x − b_k): IG has the closed form (x − x') w (f(x) − f(x')) / (w·Δ)."""
+
+    def __init__(self, w: torch.Tensor, offsets: torch.Tensor, act: nn.Module) -> None:
+        super().__init__()
+        self.w, self.offsets, self.act = w, offsets, act
+        self.c = torch.linspace(1.0, 2.0, len(offsets), dtype=w.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x @ self.w
+        return (self.act(u.unsqueeze(1) - self.offsets) * self.c).sum(1, keepdim=True)
+
+
+def ridge_ig(model: Ridge, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        change = (model(x) - model(torch.zeros_like(x))).squeeze(1)
+    return x * model.w * (change / (x @ model.w)).unsqueeze(1)
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)
+
+
+def ridge(act: nn.Module, features: int = 12, kinks: int = 9, seed: int = 0) -> Ridge:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(features, generator=g, dtype=torch.float64)
+    return Ridge(w, torch.linspace(-2.0, 2.0, kinks, dtype=torch.float64), act)
+
+
+def inputs(features: int = 12, batch: int = 16, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 1.5 * torch.randn(batch, features, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("tol", [1e-2, 3e-3])
+def test_piecewise_model_meets_tolerance_against_closed_form(tol: float) -> None:
+    model = ridge(nn.ReLU())
+    x = inputs()
+    exp = integrad.explain(model, x, target=0, tolerance=tol)
+    assert exp.method == "tolerance:piecewise"
+    assert bool(exp.converged.all())
+    assert (rel_error(exp.attributions, ridge_ig(model, x)) <= tol).all()
+    assert (exp.relative_delta <= tol).all()
+
+
+@pytest.mark.parametrize(("tol", "budget"), [(1e-4, 50), (1e-8, 200)])
+def test_smooth_model_meets_tolerance_with_few_evaluations(tol: float, budget: int) -> None:
+    model = ridge(nn.Tanh())
+    x = inputs()
+    exp = integrad.explain(model, x, target=0, tolerance=tol)
+    assert exp.method == "tolerance:smooth"
+    assert bool(exp.converged.all())
+    assert (rel_error(exp.attributions, ridge_ig(model, x)) <= tol).all()
+    # Gauss–Legendre converges exponentially: at 1e-4, fewer than Captum's default 50.
+    assert float(exp.n_evals.double().mean()) < budget
+
+
+def test_error_estimate_bounds_the_true_error_on_relu_mlp() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)
+    ).double()
+    x = torch.randn(24, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    exp = integrad.explain(model, x, target=1, tolerance=0.01)
+    dense = integrad.explain(model, x, target=1, n_steps=4096).attributions
+    err = rel_error(exp.attributions, dense)
+    assert bool(exp.converged.all())
+    assert float((err <= 0.01).double().mean()) >= 0.9
+    assert (err <= 0.02).all()
+
+
+def test_spending_follows_difficulty() -> None:
+    model = ridge(nn.ReLU(), kinks=3)
+    x = inputs(batch=2)
+    # Row 0 stays on one side of every kink (linear along its path: exact at once);
+    # row 1 crosses all three.
+    x[0] = 0.5 * model.w / model.w.norm() ** 2
+    x[1] = 3.0 * model.w / model.w.norm() ** 2
+    exp = integrad.explain(model, x, target=0, tolerance=3e-3)
+    assert bool(exp.converged.all())
+    assert int(exp.n_evals[0]) == 11  # the two first rungs: the least that gives an estimate
+    assert int(exp.n_evals[1]) >= 4 * int(exp.n_evals[0])
+    assert (rel_error(exp.attributions, ridge_ig(model, x)) <= 3e-3).all()
+
+
+def test_examples_are_independent_of_their_batch() -> None:
+    model = ridge(nn.ReLU())
+    x = inputs(batch=5)
+    together = integrad.explain(model, x, target=0, tolerance=1e-2)
+    for i in range(5):
+        alone = integrad.explain(model, x[i : i + 1], target=0, tolerance=1e-2)
+        torch.testing.assert_close(alone.attributions[0], together.attributions[i])
+        assert int(alone.n_evals[0]) == int(together.n_evals[i])
+
+
+def test_counts_evaluations_and_forwards() -> None:
+    model = ridge(nn.ReLU())
+    exp = integrad.explain(model, inputs(batch=4), target=0, tolerance=1e-2)
+    # The piecewise ladder is nested: every point of the final rule was evaluated once.
+    assert exp.n_evals.tolist() == exp.extras["points"].tolist()
+    assert exp.n_forward.tolist() == [2, 2, 2, 2]  # F(x) and F(x'), once each
+
+
+def test_max_steps_exhaustion_is_flagged_and_warned() -> None:
+    model = ridge(nn.ReLU()).float()
+    model.w, model.offsets, model.c = model.w.float(), model.offsets.float(), model.c.float()
+    x = inputs().float()
+    with pytest.warns(RuntimeWarning, match="was not met for"):
+        exp = integrad.explain(model, x, target=0, tolerance=1e-9, max_steps=100)
+    assert not bool(exp.converged.any())
+    assert (exp.n_evals <= 100).all()
+    assert torch.isfinite(exp.error_estimate).all()
+
+
+def test_attribute_takes_the_same_keywords() -> None:
+    model = ridge(nn.ReLU())
+    x = inputs(batch=3)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-2, max_steps=500)
+    attr, delta = integrad.IntegratedGradients(model).attribute(
+        x, target=0, tolerance=1e-2, max_steps=500, return_convergence_delta=True
+    )
+    torch.testing.assert_close(attr, exp.attributions)
+    torch.testing.assert_close(delta, exp.delta)
+
+
+def test_smoothness_is_read_from_modules() -> None:
+    assert is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU()))
+    assert not is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.ReLU()))
+    assert not is_smooth(nn.Linear(2, 2))  # its forward could call F.relu: the safe ladder
+    assert not is_smooth(lambda x: x.sum(1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tolerance": 0.0}, "tolerance must be a positive finite number, got 0.0"),
+        ({"tolerance": float("nan")}, "tolerance must be a positive finite number"),
+        ({"tolerance": True}, "tolerance must be a positive finite number, got True"),
+        ({"max_steps": 100}, "max_steps is for tolerance mode"),
+        ({"tolerance": 0.1, "max_steps": 0}, "max_steps must be a positive int, got 0"),
+        ({"tolerance": 0.1, "max_steps": 5}, "max_steps must be at least 11"),
+        ({"tolerance": 0.1, "method": "idgi"}, "method='idgi' cannot be combined"),
+    ],
+)
+def test_bad_arguments_name_themselves(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        integrad.explain(ridge(nn.ReLU()), inputs(batch=2), target=0, **kwargs)  # type: ignore[arg-type]
