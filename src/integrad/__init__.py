@@ -7,6 +7,7 @@ torch.Size([2])
 """
 
 from . import baselines, quadrature
+from .diagnostics import check_completeness, convergence
 from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
@@ -25,6 +26,8 @@ __all__ = [
     "NoiseTunnel",
     "Saliency",
     "baselines",
+    "check_completeness",
+    "convergence",
     "explain",
     "quadrature",
 ]

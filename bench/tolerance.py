@@ -1,0 +1,233 @@
+"""Tolerance mode against fixed steps: evaluations, accuracy and time, against a dense reference.
+
+Cost = forward+backward evaluations + ½ × forward-only evaluations, per example. Accuracy
+is the relative L2 error of each example's attributions against Gauss–Legendre with
+``--reference`` nodes in float64; every model runs in float64. Three sets:
+
+* digits: the demo's CNN trained on scikit-learn's digits (ReLU, max-pooling), ``--examples``
+  test digits, explained for the predicted class. The requirement (issue 3): ≥ 95% of
+  examples with error ≤ 1%, every example ≤ 2%, every completeness gap ≤ 1%. The uniform
+  baseline is the cheapest Gauss–Legendre n meeting it, found by scanning n.
+* smooth: a GELU/tanh MLP on 30 features; tolerance mode against Gauss–Legendre n=50
+  (Captum's, which casts its weights to float32, and integrad's own).
+* mixed: the digits plus inputs pushed towards the decision boundary (blends of two digits
+  of different classes where the two logits nearly tie): how spending follows difficulty.
+
+    python bench/tolerance.py [--examples 64] [--tolerance 0.01] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from captum.attr import IntegratedGradients as CaptumIG
+from torch import nn
+
+import integrad
+from integrad import demo
+
+
+def rel_error(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    return (a - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)
+
+
+def meets(err: torch.Tensor, gap: torch.Tensor, tol: float) -> bool:
+    return bool(
+        (err <= tol).double().mean() >= 0.95 and (err <= 2 * tol).all() and (gap <= tol).all()
+    )
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def describe(name: str, err: torch.Tensor, gap: torch.Tensor, cost: float) -> str:
+    return (
+        f"  {name:32s} cost/example {cost:7.2f}"
+        f"  err≤1%: {float((err <= 0.01).double().mean()):5.1%}"
+        f"  max err {float(err.max()):.4f}  median err {float(err.median()):.4f}"
+        f"  max gap {float(gap.max()):.4f}"
+    )
+
+
+def digits(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = demo.train_digits_cnn(cache=Path("out/demo/digits_cnn.pt")).double()
+    _, _, x_test, _ = demo.digits_data()
+    x = x_test[: args.examples].double()
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    return model, x, target
+
+
+def near_boundary(
+    model: nn.Module, x: torch.Tensor, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blends ``(1 − t) a + t b`` of digits of different classes, t bisected to a near tie."""
+    with torch.no_grad():
+        labels = model(x).argmax(1)
+    pairs = [(i, j) for i in range(len(x)) for j in range(len(x)) if labels[i] != labels[j]]
+    blends = []
+    for i, j in pairs[:: max(1, len(pairs) // count)][:count]:
+        lo, hi = 0.0, 1.0
+        for _ in range(30):
+            t = (lo + hi) / 2
+            with torch.no_grad():
+                out = model(((1 - t) * x[i] + t * x[j]).unsqueeze(0))[0]
+            lo, hi = (t, hi) if out[labels[i]] > out[labels[j]] else (lo, t)
+        blends.append((1 - lo) * x[i] + lo * x[j])
+    xb = torch.stack(blends)
+    with torch.no_grad():
+        return xb, model(xb).argmax(1)
+
+
+def run_digits(args: argparse.Namespace) -> None:
+    tol = args.tolerance
+    model, x, target = digits(args)
+    ref = integrad.explain(model, x, target=target, n_steps=args.reference).attributions
+    print(f"\ndigits CNN: {len(x)} test digits, tolerance {tol}, reference GL n={args.reference}")
+    cheapest = None
+    for n in range(4, 257):
+        exp = integrad.explain(model, x, target=target, n_steps=n)
+        if meets(rel_error(exp.attributions, ref), exp.relative_delta, tol):
+            cheapest = n
+            break
+    assert cheapest is not None, "no uniform n up to 256 meets the requirement"
+    uniform = integrad.explain(model, x, target=target, n_steps=cheapest)
+    adaptive = integrad.explain(model, x, target=target, tolerance=tol)
+    captum = CaptumIG(model).attribute(x, target=target, n_steps=50, return_convergence_delta=True)
+    ends = uniform.output - uniform.baseline_output
+    cost = float((adaptive.n_evals + 0.5 * adaptive.n_forward).double().mean())
+    err = rel_error(adaptive.attributions, ref)
+    print(
+        describe(
+            f"uniform GL n={cheapest} (cheapest)",
+            rel_error(uniform.attributions, ref),
+            uniform.relative_delta,
+            cheapest,
+        )
+    )
+    print(describe("Captum GL n=50", rel_error(captum[0], ref), captum[1].abs() / ends.abs(), 50))
+    print(describe(f"integrad tolerance={tol}", err, adaptive.relative_delta, cost))
+    print(
+        f"  requirement met by tolerance mode: {meets(err, adaptive.relative_delta, tol)}; "
+        f"converged flags all set: {bool(adaptive.converged.all())}"
+    )
+    covered = float((adaptive.error_estimate >= err).double().mean())
+    print(f"  estimate ≥ true error for {covered:.1%} of examples")
+    t_adaptive = median_time(
+        lambda: integrad.explain(model, x, target=target, tolerance=tol), args.repeats
+    )
+    t_uniform = median_time(
+        lambda: integrad.explain(model, x, target=target, n_steps=cheapest), args.repeats
+    )
+    t_captum = median_time(
+        lambda: CaptumIG(model).attribute(x, target=target, n_steps=50), args.repeats
+    )
+    print(
+        f"  evaluation ratio vs uniform n={cheapest}: {cost / cheapest:.3f} "
+        f"({cost / (cheapest + 1):.3f} if the uniform run also pays the 2 forwards of its delta)"
+    )
+    print(f"  evaluation ratio vs Captum n=50: {cost / 50:.3f}")
+    print(
+        f"  wall-clock ratio vs uniform n={cheapest}: {t_adaptive / t_uniform:.3f} "
+        f"({t_adaptive * 1e3:.0f} ms vs {t_uniform * 1e3:.0f} ms, integrad both)"
+    )
+    print(
+        f"  wall-clock ratio vs Captum n=50: {t_adaptive / t_captum:.3f} ({t_captum * 1e3:.0f} ms)"
+    )
+
+    xb, tb = near_boundary(model, x, len(x) // 2)
+    xm, tm = torch.cat([x, xb]), torch.cat([target, tb])
+    ref_m = integrad.explain(model, xm, target=tm, n_steps=args.reference).attributions
+    mixed = integrad.explain(model, xm, target=tm, tolerance=tol)
+    # Difficulty: the GL n a per-example oracle would need for this example's 1%.
+    need = torch.full((len(xm),), 1024)
+    for n in (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
+        exp = integrad.explain(model, xm, target=tm, n_steps=n)
+        ok = (rel_error(exp.attributions, ref_m) <= tol) & (exp.relative_delta <= tol)
+        need = torch.where(ok & (need == 1024), torch.full_like(need, n), need)
+    err_m = rel_error(mixed.attributions, ref_m)
+    print(f"\nmixed set: {len(x)} digits + {len(xb)} near-boundary blends, tolerance {tol}")
+    print(
+        f"  {'oracle GL n for 1%':>20s} {'examples':>9s} {'mean evals spent':>17s} {'max err':>8s}"
+    )
+    for n in need.unique().tolist():
+        sel = need == n
+        print(
+            f"  {n:>20d} {int(sel.sum()):>9d} {float(mixed.n_evals[sel].double().mean()):>17.1f}"
+            f" {float(err_m[sel].max()):>8.4f}"
+        )
+    digits_part, blend_part = mixed.n_evals[: len(x)], mixed.n_evals[len(x) :]
+    print(
+        f"  mean evals: digits {float(digits_part.double().mean()):.1f}, "
+        f"near-boundary {float(blend_part.double().mean()):.1f}; "
+        f"Spearman(oracle n, evals) = {spearman(need.double(), mixed.n_evals.double()):.2f}"
+    )
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def run_smooth(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    model = (
+        nn.Sequential(nn.Linear(30, 64), nn.GELU(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
+        .double()
+        .eval()
+    )
+    x = torch.randn(64, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ref = integrad.explain(model, x, target=0, n_steps=args.reference).attributions
+    captum = CaptumIG(model).attribute(x, target=0, n_steps=50)
+    ours50 = integrad.explain(model, x, target=0, n_steps=50).attributions
+    err_captum = rel_error(captum, ref)
+    print(f"\nsmooth GELU/tanh MLP, 64 examples, reference GL n={args.reference}")
+    print(
+        f"  Captum GL n=50 (float32 weights): median err {float(err_captum.median()):.2e}, "
+        f"max {float(err_captum.max()):.2e}, 50 evaluations"
+    )
+    print(f"  integrad GL n=50 (float64):      max err {float(rel_error(ours50, ref).max()):.2e}")
+    t_captum = median_time(lambda: CaptumIG(model).attribute(x, target=0, n_steps=50), args.repeats)
+    for tol in (1e-3, 1e-6, 1e-9):
+        exp = integrad.explain(model, x, target=0, tolerance=tol)
+        err = rel_error(exp.attributions, ref)
+        cost = float((exp.n_evals + 0.5 * exp.n_forward).double().mean())
+        t = median_time(
+            lambda tol=tol: integrad.explain(model, x, target=0, tolerance=tol), args.repeats
+        )
+        better = bool(err.max() < err_captum.max())
+        print(
+            f"  tolerance {tol:g}: max err {float(err.max()):.2e} "
+            f"(better than Captum n=50: {better}), cost/example {cost:.1f} = "
+            f"{cost / 50:.3f}× Captum's 50, wall-clock {t / t_captum:.3f}×"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--examples", type=int, default=64)
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--reference", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, float64, medians of {args.repeats}")
+    run_digits(args)
+    run_smooth(args)
+
+
+if __name__ == "__main__":
+    main()
