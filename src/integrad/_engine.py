@@ -300,16 +300,37 @@ class Engine:
 
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The target output at path points, forward passes only (no gradients)."""
+        return self._values(rows, lambda part: self.points(rows[part], alphas[part]))
+
+    def outputs_at(self, rows: torch.Tensor, points: Points) -> torch.Tensor:
+        """As :meth:`outputs`, at points the method chooses (see :meth:`gradients_at`)."""
+        return self._values(rows, self._builder(rows, points))
+
+    def _values(
+        self, rows: torch.Tensor, build: Callable[[slice], tuple[torch.Tensor, ...]]
+    ) -> torch.Tensor:
         values = []
         with torch.no_grad():
             for part in self._chunks(int(rows.numel())):
                 r = rows[part]
-                out = self.problem.forward_func(
-                    *self.points(r, alphas[part]), *self.problem.extra.at(r)
-                )
+                out = self.problem.forward_func(*build(part), *self.problem.extra.at(r))
                 values.append(self._select(out, r).detach())
                 self.forwards.index_add_(0, r, torch.ones_like(r))
         return torch.cat(values)
+
+    def _builder(
+        self, rows: torch.Tensor, points: Points
+    ) -> Callable[[slice], tuple[torch.Tensor, ...]]:
+        if not isinstance(points, tuple):
+            return points
+        total = int(rows.numel())
+        for i, (p, x) in enumerate(zip(points, self.problem.inputs, strict=True)):
+            if p.shape[0] != total or p.shape[1:] != x.shape[1:]:
+                raise ValueError(
+                    f"points[{i}] has shape {tuple(p.shape)}; expected {total} rows of "
+                    f"features {tuple(x.shape[1:])}"
+                )
+        return lambda part: tuple(p[part] for p in points)
 
     def gradients(
         self,
@@ -348,21 +369,7 @@ class Engine:
         weighted; it sees the chunk's (detached) points, for paths whose direction
         changes from point to point.
         """
-        if isinstance(points, tuple):
-            given = points
-            total = int(rows.numel())
-            for i, (p, x) in enumerate(zip(given, self.problem.inputs, strict=True)):
-                if p.shape[0] != total or p.shape[1:] != x.shape[1:]:
-                    raise ValueError(
-                        f"points[{i}] has shape {tuple(p.shape)}; expected {total} rows of "
-                        f"features {tuple(x.shape[1:])}"
-                    )
-
-            def build(part: slice) -> tuple[torch.Tensor, ...]:
-                return tuple(p[part] for p in given)
-
-            return self._accumulate(rows, build, weights, transform)
-        return self._accumulate(rows, points, weights, transform)
+        return self._accumulate(rows, self._builder(rows, points), weights, transform)
 
     def _accumulate(
         self,
