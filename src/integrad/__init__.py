@@ -7,17 +7,21 @@ torch.Size([2])
 """
 
 from . import baselines, quadrature
+from .blur import BlurIntegratedGradients, explain_blur
 from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
+from .guided import GuidedIntegratedGradients, explain_guided
 from .integrated_gradients import IntegratedGradients, explain
 from .layer import LayerIntegratedGradients
 from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
 
 __all__ = [
+    "BlurIntegratedGradients",
     "ExpectedGradients",
     "Explanation",
+    "GuidedIntegratedGradients",
     "InputXGradient",
     "IntegratedGradients",
     "LayerIntegratedGradients",
@@ -26,6 +30,8 @@ __all__ = [
     "Saliency",
     "baselines",
     "explain",
+    "explain_blur",
+    "explain_guided",
     "quadrature",
 ]
 __version__ = "0.1.0"
