@@ -234,42 +234,35 @@ class _Walk:
     ) -> torch.Tensor:
         """Move every row's point through one step; returns how far each feature moved."""
         alpha_min, alpha_max = max(alpha - max_dist, 0.0), min(alpha + max_dist, 1.0)
-        x_min, x_max = self._at(alpha_min), self._at(alpha_max)
+        hi = self._at(alpha_max)
         l1_target = self.l1_total * remaining
-        start = self.x.clone()
+        start = self.x
+        # Features that fell behind alpha_min catch up to it first. (PAIR repeats this
+        # in every round below, where it changes nothing: later moves only go forward.)
+        position = torch.where(self.diff != 0, (start - self.baselines) / self.diff, alpha_max)
+        x = torch.where(position < alpha_min, self._at(alpha_min), start)
         grad = grad_actual.clone()
-        rows = torch.arange(self.x.shape[0])
-        while rows.numel() > 0:
-            x = self.x[rows]
-            diff = self.diff[rows]
-            lo, hi = x_min[rows], x_max[rows]
-            # Features that fell behind alpha_min catch up to it first.
-            position = torch.where(diff != 0, (x - self.baselines[rows]) / diff, alpha_max)
-            x = torch.where(position < alpha_min, lo, x)
-            l1_current = (x - self.inputs[rows]).abs().sum(dim=1)
-            target = l1_target[rows]
-            close = (l1_current - target).abs() <= torch.clamp(
-                _EPSILON * torch.maximum(l1_current.abs(), target.abs()), min=_EPSILON
+        active = torch.ones(x.shape[0], dtype=torch.bool)
+        while bool(active.any()):
+            l1_current = (x - self.inputs).abs().sum(dim=1)
+            close = (l1_current - l1_target).abs() <= torch.clamp(
+                _EPSILON * torch.maximum(l1_current, l1_target), min=_EPSILON
             )
             # Features already at x_max are out of the selection for the rest of the step.
-            g = grad[rows]
-            g[x == hi] = torch.inf
-            grad[rows] = g
-            magnitude = g.abs()
+            grad.masked_fill_(x == hi, torch.inf)
+            magnitude = grad.abs()
             threshold = magnitude.kthvalue(self.k, dim=1).values.unsqueeze(1)
-            selected = (magnitude <= threshold) & (g != torch.inf)
+            selected = (magnitude <= threshold) & (grad != torch.inf)
             l1_selected = ((x - hi).abs() * selected).sum(dim=1)
-            gamma = torch.where(
-                l1_selected > 0,
-                (l1_current - target) / l1_selected.clamp(min=torch.finfo(x.dtype).tiny),
-                torch.inf,
-            )
+            gap = l1_current - l1_target
+            gamma = torch.where(l1_selected > 0, gap / l1_selected, torch.inf)
             full = gamma > 1
-            # Move the selected features all the way to x_max, or the part gamma that closes
-            # the gap; close rows only keep the catch-up, as do rows PAIR would stop on.
-            move = selected & (~close & (gamma > 0)).unsqueeze(1)
-            target_x = torch.where(full.unsqueeze(1), hi, x + (hi - x) * gamma.unsqueeze(1))
-            self.x[rows] = torch.where(move, target_x, x)
-            go_on = ~close & full & (l1_selected > 0)
-            rows = rows[go_on]
-        return self.x - start
+            # Move the selected features all the way to x_max, or by the part gamma that
+            # closes the gap; rows that are close, or that PAIR would stop on (nothing
+            # left to move, gamma <= 0), keep only the catch-up.
+            moving = active & ~close & (gamma > 0)
+            moved = torch.where(full.unsqueeze(1), hi, x + (hi - x) * gamma.unsqueeze(1))
+            x = torch.where(selected & moving.unsqueeze(1), moved, x)
+            active = moving & full & (l1_selected > 0)
+        self.x = x
+        return x - start
