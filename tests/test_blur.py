@@ -174,3 +174,14 @@ def test_model_and_inputs_untouched_when_the_model_raises_midway():
     assert not model.training and torch.equal(x, x_before) and x.grad is None
     for (flag, value), p in zip(params, model.parameters(), strict=True):
         assert p.requires_grad == flag and p.grad is None and torch.equal(p, value)
+
+
+def test_float32_inputs_give_float32_attributions_close_to_float64():
+    model = smooth_cnn()
+    x = images(2)
+    exact = integrad.BlurIntegratedGradients(model).attribute(x, target=1, n_steps=20)
+    single = integrad.BlurIntegratedGradients(model.float()).attribute(
+        x.float(), target=1, n_steps=20
+    )
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single.double(), exact, rtol=0, atol=1e-5 * float(exact.abs().max()))

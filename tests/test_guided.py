@@ -200,3 +200,37 @@ def test_model_and_inputs_untouched_when_the_model_raises_midway():
     assert not model.training and torch.equal(x, x_before) and x.grad is None
     for (flag, value), p in zip(params, model.parameters(), strict=True):
         assert p.requires_grad == flag and p.grad is None and torch.equal(p, value)
+
+
+def test_float32_inputs_give_float32_attributions_close_to_float64():
+    model = smooth_cnn()
+    x, b = images(2)
+    exact = integrad.GuidedIntegratedGradients(model).attribute(
+        x, baselines=b, target=0, n_steps=20
+    )
+    single = integrad.GuidedIntegratedGradients(model.float()).attribute(
+        x.float(), baselines=b.float(), target=0, n_steps=20
+    )
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single.double(), exact, rtol=0, atol=1e-5 * float(exact.abs().max()))
+
+
+def test_extra_forward_args_follow_their_examples():
+    # The example equal to its baseline never moves, so the moving rows are 0 and 2.
+    model = smooth_mlp()
+
+    def scaled(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return model(t) * scale
+
+    x, b = rand(3, 6), rand(3, 6, seed=1)
+    b[1] = x[1]
+    scale = torch.tensor([[2.0], [3.0], [-1.0]], dtype=torch.float64)
+    ours = integrad.GuidedIntegratedGradients(scaled).attribute(
+        x, baselines=b, target=[0, 1, 2], additional_forward_args=scale, n_steps=12
+    )
+    for i in (0, 2):
+        alone = integrad.GuidedIntegratedGradients(model).attribute(
+            x[i : i + 1], baselines=b[i : i + 1], target=[0, 1, 2][i], n_steps=12
+        )
+        torch.testing.assert_close(ours[i : i + 1], alone * scale[i])
+    assert not ours[1].any()

@@ -230,7 +230,9 @@ class _Run:
             self._along_path,
         ).sums
 
-    def _blurred(self, part: slice, extra_sigma: float = 0.0) -> tuple[torch.Tensor, ...]:
+    def _blurred(
+        self, part: slice, extra_sigma: float = 0.0, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, ...]:
         """The points ``part`` (level-major: every example at σ_0, then at σ_1, ...)."""
         batch = self.problem.batch
         start, stop = int(part.start or 0), int(part.stop)
@@ -241,17 +243,25 @@ class _Run:
             levels.append((self.sigmas[level] + extra_sigma, torch.arange(row, row + end - start)))
             start = end
         return tuple(
-            torch.cat([gaussian_blur(x[rows], sigma, "constant") for sigma, rows in levels])
+            torch.cat(
+                [gaussian_blur(x[rows].to(dtype or x.dtype), s, "constant") for s, rows in levels]
+            )
             for x in self.problem.inputs
         )
 
     def _along_path(
         self, part: slice, points: tuple[torch.Tensor, ...], grads: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
-        """Gradients times ∂blur/∂σ at each point (PAIR's forward difference)."""
-        ahead = self._blurred(part, self.grad_step)
+        """Gradients times ∂blur/∂σ at each point (PAIR's forward difference).
+
+        The difference of two close blurs is taken in float64 whatever the inputs'
+        dtype: in float32 it would lose about five of its seven digits at large σ.
+        """
+        here = self._blurred(part, 0.0, torch.float64)
+        ahead = self._blurred(part, self.grad_step, torch.float64)
         return tuple(
-            g * ((q - p) / self.grad_step) for g, p, q in zip(grads, points, ahead, strict=True)
+            g * ((q - p) / self.grad_step).to(g.dtype)
+            for g, p, q in zip(grads, here, ahead, strict=True)
         )
 
     def completeness(
