@@ -60,14 +60,19 @@ def test_batched_equals_one_example_at_a_time_and_any_chunking():
     x = images(3)
     target = [2, 0, 1]
     big = integrad.BlurIntegratedGradients(model)
-    batched = big.attribute(x, target=target, n_steps=20, max_sigma=6)
+    first = integrad.explain_blur(model, x, target=target, n_steps=20, max_sigma=6)
     alone = torch.cat(
         [big.attribute(x[i : i + 1], target=target[i], n_steps=20, max_sigma=6) for i in range(3)]
     )
-    # Chunks of 5 points cut across blur levels (3 examples per level).
-    chunked = big.attribute(x, target=target, n_steps=20, max_sigma=6, internal_batch_size=5)
-    torch.testing.assert_close(batched, alone, rtol=0, atol=1e-14)
-    torch.testing.assert_close(batched, chunked, rtol=0, atol=1e-14)
+    # A budget of 2.5 points: chunks of 2 cut across blur levels (3 images per level).
+    budget = int(2.5 * first.extras["bytes_per_point"])
+    chunked = integrad.explain_blur(
+        model, x, target=target, n_steps=20, max_sigma=6, max_memory=budget
+    )
+    assert chunked.extras["chunks"] == 30
+    torch.testing.assert_close(first.attributions, alone, rtol=0, atol=1e-14)
+    torch.testing.assert_close(first.attributions, chunked.attributions, rtol=0, atol=1e-14)
+    torch.testing.assert_close(first.delta, chunked.delta, rtol=0, atol=1e-14)
 
 
 def test_linear_model_with_grad_step_equal_to_the_sigma_step_telescopes_exactly():

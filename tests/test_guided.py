@@ -57,16 +57,22 @@ def test_batched_equals_one_example_at_a_time_and_any_chunking():
     x, b = images(4)
     target = [1, 0, 2, 1]
     gig = integrad.GuidedIntegratedGradients(model)
-    batched = gig.attribute(x, baselines=b, target=target, n_steps=30)
+    first = integrad.explain_guided(model, x, baselines=b, target=target, n_steps=30)
+    assert first.extras["chunks"] == 30  # one forward+backward per step for the batch
     alone = torch.cat(
         [
             gig.attribute(x[i : i + 1], baselines=b[i : i + 1], target=target[i], n_steps=30)
             for i in range(4)
         ]
     )
-    chunked = gig.attribute(x, baselines=b, target=target, n_steps=30, internal_batch_size=3)
-    torch.testing.assert_close(batched, alone, rtol=0, atol=1e-14)
-    torch.testing.assert_close(batched, chunked, rtol=0, atol=1e-14)
+    # A memory budget of 2.5 points: every step in chunks of 2 (3 images move).
+    budget = int(2.5 * first.extras["bytes_per_point"])
+    chunked = integrad.explain_guided(
+        model, x, baselines=b, target=target, n_steps=30, max_memory=budget
+    )
+    assert chunked.extras["chunks"] == 60
+    torch.testing.assert_close(first.attributions, alone, rtol=0, atol=1e-14)
+    torch.testing.assert_close(first.attributions, chunked.attributions, rtol=0, atol=1e-14)
 
 
 def test_without_deviation_it_is_ig_with_the_left_riemann_rule():

@@ -92,6 +92,7 @@ def explain_blur(
             "sqrt": sqrt,
             "idgi": idgi,
             "chunks": run.engine.chunks_run,
+            "bytes_per_point": run.engine.bytes_per_point,
             "n_forward": run.engine.forwards.clone(),
         },
     )

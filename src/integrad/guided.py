@@ -99,6 +99,7 @@ def explain_guided(
             "max_dist": max_dist,
             "idgi": idgi,
             "chunks": engine.chunks_run,
+            "bytes_per_point": engine.bytes_per_point,
             "n_forward": engine.forwards.clone(),
         },
     )
