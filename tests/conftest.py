@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -53,3 +61,66 @@ def small_cnn(seed: int = 0) -> nn.Module:
         nn.Flatten(),
         nn.Linear(4 * 4 * 4, 5),
     ).eval()
+
+
+def pair_saliency(module: str) -> ModuleType:
+    """PAIR's ``saliency.core.<module>``, a test-only oracle (``pip install --no-deps saliency``).
+
+    Loaded from the package's files without running ``saliency/__init__``, which
+    imports scikit-image for Grad-CAM/XRAI; Guided IG and Blur IG need only numpy/scipy.
+    """
+    spec = importlib.util.find_spec("saliency")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the saliency package is not installed: pip install --no-deps saliency")
+    if "_pair_saliency" not in sys.modules:
+        package = ModuleType("_pair_saliency")
+        package.__path__ = [os.path.join(spec.submodule_search_locations[0], "core")]
+        sys.modules["_pair_saliency"] = package
+    return importlib.import_module(f"_pair_saliency.{module}")
+
+
+@pytest.fixture
+def numpy_quantile_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """saliency 0.2.1 calls ``np.quantile(..., interpolation=...)``, removed in numpy 2.4."""
+    original = np.quantile
+
+    def quantile(*args: Any, interpolation: str | None = None, **kwargs: Any) -> Any:
+        if interpolation is not None:
+            kwargs["method"] = interpolation
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(np, "quantile", quantile)
+
+
+def call_model_function(model: nn.Module, target: int, channels_last: bool = True) -> Any:
+    """saliency's ``call_model_function`` protocol for a torch model: numpy in, gradients out.
+
+    PAIR's images are (height, width, channels); ours (channels, height, width).
+    """
+
+    def call(batch: np.ndarray, call_model_args: Any = None, expected_keys: Any = None) -> dict:
+        x = torch.tensor(batch, dtype=torch.float64)
+        if channels_last:
+            x = x.movedim(-1, 1)
+        x.requires_grad_()
+        (grad,) = torch.autograd.grad(model(x)[:, target].sum(), x)
+        if channels_last:
+            grad = grad.movedim(1, -1)
+        return {"INPUT_OUTPUT_GRADIENTS": grad.detach().numpy()}
+
+    return call
+
+
+def smooth_cnn(seed: int = 0, channels: int = 3, size: int = 6, classes: int = 3) -> nn.Module:
+    """A float64 tanh CNN: smooth, so path integrals converge fast."""
+    torch.manual_seed(seed)
+    return (
+        nn.Sequential(
+            nn.Conv2d(channels, 4, 3, padding=1),
+            nn.Tanh(),
+            nn.Flatten(),
+            nn.Linear(4 * size * size, classes),
+        )
+        .double()
+        .eval()
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,22 @@ def test_bad_options():
         B.blur(sigma=-1)
     with pytest.raises(ValueError, match=r"sigma must be a finite number >= 0"):
         B.gaussian(sigma=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("mode", "scipy_mode"), [("replicate", "nearest"), ("constant", "constant")]
+)
+@pytest.mark.parametrize("sigma", [0.0, 0.1, 0.7, 2.5, 40.0])
+def test_gaussian_blur_is_scipys_gaussian_filter(mode, scipy_mode, sigma):
+    from scipy import ndimage
+
+    x = torch.rand(2, 3, 7, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = np.stack(
+        [ndimage.gaussian_filter(c, sigma=sigma, mode=scipy_mode) for c in x.reshape(6, 7, 10)]
+    )
+    ours = B.gaussian_blur(x, sigma, mode)
+    torch.testing.assert_close(
+        ours, torch.from_numpy(expected).reshape(x.shape), rtol=0, atol=1e-14
+    )
+    with pytest.raises(ValueError, match=r"mode must be 'replicate' or 'constant', got 'wrap'"):
+        B.gaussian_blur(x, sigma, "wrap")

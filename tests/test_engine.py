@@ -122,3 +122,42 @@ def test_gradients_report_the_target_output_at_every_point():
     points = b[rows] + alphas.float().unsqueeze(1) * (x[rows] - b[rows])
     expected = model(points)[torch.arange(5), torch.tensor([1, 0, 2, 1, 0])]
     torch.testing.assert_close(got, expected.detach())
+
+
+def test_gradients_at_explicit_or_built_points_match_the_straight_line():
+    model = make_model()
+    x, b = torch.rand(3, 4), torch.rand(3, 4)
+    problem = _engine.PathProblem(
+        model,
+        (x,),
+        (b,),
+        integrad._inputs.Target([0, 2, 1], 3),
+        integrad._inputs.ExtraArgs.of(None, 3),
+    )
+    rows = torch.tensor([2, 0, 1, 2, 0, 1, 1])
+    alphas = torch.tensor([0.0, 0.3, 0.5, 1.0, 0.9, 0.1, 0.7], dtype=torch.float64)
+    weights = torch.linspace(0.5, 2.0, 7, dtype=torch.float64)
+    straight = _engine.Engine(problem, internal_batch_size=3).gradients(rows, alphas, weights)
+    engine = _engine.Engine(problem, internal_batch_size=3)
+    points = engine.points(rows, alphas)
+    explicit = engine.gradients_at(rows, points, weights)
+    seen: list[slice] = []
+
+    def build(part: slice) -> tuple[torch.Tensor, ...]:
+        seen.append(part)
+        return tuple(p[part] for p in points)
+
+    built = engine.gradients_at(rows, build, weights)
+    assert [(s.start, s.stop) for s in seen] == [(0, 3), (3, 6), (6, 7)]  # chunk by chunk
+    for got in (explicit, built):
+        torch.testing.assert_close(got.sums, straight.sums)
+        torch.testing.assert_close(got.outputs, straight.outputs)
+    torch.testing.assert_close(engine.outputs_at(rows, points), straight.outputs)
+    assert engine.evals.tolist() == [4, 6, 4] and engine.forwards.tolist() == [2, 3, 2]
+    # The transform sees which points it reweights.
+    doubled = engine.gradients_at(
+        rows, points, weights, lambda part, pts, grads: tuple(2 * g for g in grads)
+    )
+    torch.testing.assert_close(doubled.sums[0], 2 * straight.sums[0])
+    with pytest.raises(ValueError, match=r"points\[0\] has shape \(6, 4\); expected 7 rows"):
+        engine.gradients_at(rows, (points[0][:6],), weights)

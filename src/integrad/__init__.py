@@ -7,18 +7,22 @@ torch.Size([2])
 """
 
 from . import baselines, quadrature
+from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
 from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
+from .guided import GuidedIntegratedGradients, explain_guided
 from .integrated_gradients import IntegratedGradients, explain
 from .layer import LayerIntegratedGradients
 from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
 
 __all__ = [
+    "BlurIntegratedGradients",
     "ExpectedGradients",
     "Explanation",
+    "GuidedIntegratedGradients",
     "InputXGradient",
     "IntegratedGradients",
     "LayerIntegratedGradients",
@@ -29,6 +33,8 @@ __all__ = [
     "check_completeness",
     "convergence",
     "explain",
+    "explain_blur",
+    "explain_guided",
     "quadrature",
 ]
 __version__ = "0.1.0"

@@ -46,6 +46,14 @@ MIN_CHUNK_POINTS = 32
 
 _PROBE_POINTS = 4
 
+Points = tuple[torch.Tensor, ...] | Callable[[slice], tuple[torch.Tensor, ...]]
+"""Explicit path points (one row per point) or a builder of the points of one chunk."""
+
+PointTransform = Callable[
+    [slice, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]
+]
+"""``(part, points, grads) -> grads``: per-chunk reweighting of the gradients."""
+
 
 @dataclass(frozen=True)
 class PathProblem:
@@ -292,16 +300,37 @@ class Engine:
 
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The target output at path points, forward passes only (no gradients)."""
+        return self._values(rows, lambda part: self.points(rows[part], alphas[part]))
+
+    def outputs_at(self, rows: torch.Tensor, points: Points) -> torch.Tensor:
+        """As :meth:`outputs`, at points the method chooses (see :meth:`gradients_at`)."""
+        return self._values(rows, self._builder(rows, points))
+
+    def _values(
+        self, rows: torch.Tensor, build: Callable[[slice], tuple[torch.Tensor, ...]]
+    ) -> torch.Tensor:
         values = []
         with torch.no_grad():
             for part in self._chunks(int(rows.numel())):
                 r = rows[part]
-                out = self.problem.forward_func(
-                    *self.points(r, alphas[part]), *self.problem.extra.at(r)
-                )
+                out = self.problem.forward_func(*build(part), *self.problem.extra.at(r))
                 values.append(self._select(out, r).detach())
                 self.forwards.index_add_(0, r, torch.ones_like(r))
         return torch.cat(values)
+
+    def _builder(
+        self, rows: torch.Tensor, points: Points
+    ) -> Callable[[slice], tuple[torch.Tensor, ...]]:
+        if not isinstance(points, tuple):
+            return points
+        total = int(rows.numel())
+        for i, (p, x) in enumerate(zip(points, self.problem.inputs, strict=True)):
+            if p.shape[0] != total or p.shape[1:] != x.shape[1:]:
+                raise ValueError(
+                    f"points[{i}] has shape {tuple(p.shape)}; expected {total} rows of "
+                    f"features {tuple(x.shape[1:])}"
+                )
+        return lambda part: tuple(p[part] for p in points)
 
     def gradients(
         self,
@@ -317,14 +346,47 @@ class Engine:
         ``transform``, if given, maps each chunk's gradients (one row per point)
         before they are weighted, for methods that reweight features per point.
         """
+        return self._accumulate(
+            rows,
+            lambda part: self.points(rows[part], alphas[part]),
+            weights,
+            None if transform is None else lambda part, points, grads: transform(grads),
+        )
+
+    def gradients_at(
+        self,
+        rows: torch.Tensor,
+        points: Points,
+        weights: torch.Tensor,
+        transform: PointTransform | None = None,
+    ) -> PathGradients:
+        """As :meth:`gradients`, at points the method chooses instead of the straight line.
+
+        ``points`` is a tuple of tensors shaped like the inputs with one row per path
+        point, or a callable ``part -> tuple`` that builds the points ``part`` (a slice
+        of ``rows``) when their chunk comes, so that a long path is never held whole.
+        ``transform(part, points, grads)`` maps the chunk's gradients before they are
+        weighted; it sees the chunk's (detached) points, for paths whose direction
+        changes from point to point.
+        """
+        return self._accumulate(rows, self._builder(rows, points), weights, transform)
+
+    def _accumulate(
+        self,
+        rows: torch.Tensor,
+        build: Callable[[slice], tuple[torch.Tensor, ...]],
+        weights: torch.Tensor,
+        transform: PointTransform | None,
+    ) -> PathGradients:
         sums = tuple(torch.zeros_like(x) for x in self.problem.inputs)
         outputs = []
         heap = _Heap()
         for part in self._chunks(int(rows.numel())):
             r, w = rows[part], weights[part]
-            grads, value = self._gradient_chunk(r, alphas[part])
+            points = build(part)
+            grads, value = self._gradient_chunk(r, points)
             if transform is not None:
-                grads = transform(grads)
+                grads = transform(part, points, grads)
             self.chunks_run += 1
             heap.settle(int((self.bytes_per_point or 0) * r.numel()))
             outputs.append(value)
@@ -335,11 +397,12 @@ class Engine:
         return PathGradients(sums, torch.cat(outputs))
 
     def _gradient_chunk(
-        self, rows: torch.Tensor, alphas: torch.Tensor
+        self, rows: torch.Tensor, built: tuple[torch.Tensor, ...]
     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         counter = _SavedBytes(int(rows.numel()))
         with torch.enable_grad():
-            points = tuple(p.requires_grad_() for p in self.points(rows, alphas))
+            # Detached leaves: autograd never reaches (or writes to) the caller's tensors.
+            points = tuple(p.detach().requires_grad_() for p in built)
             with _counting(counter if self._recount else None):
                 out = self.problem.forward_func(*points, *self.problem.extra.at(rows))
             selected = self._differentiable(self._select(out, rows))

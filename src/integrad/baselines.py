@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from ._inputs import broadcast_baseline, check_finite
 
@@ -41,8 +40,10 @@ __all__ = [
     "NAMES",
     "BaselineStrategy",
     "blur",
+    "blur_matrix",
     "describe",
     "gaussian",
+    "gaussian_blur",
     "max_entropy",
     "mean",
     "resolve",
@@ -125,32 +126,52 @@ def blur(sigma: float = 5.0) -> BaselineStrategy:
     """Gaussian blur, ``sigma`` in pixels, over the last two dimensions of an image batch.
 
     Inputs are ``(batch, height, width)`` or ``(batch, channels, height, width)``;
-    borders are replicated. Computed with a separable convolution in torch.
+    borders are replicated. See :func:`gaussian_blur`.
     """
     if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
     return BaselineStrategy("blur", lambda x: gaussian_blur(x, sigma), (("sigma", sigma),))
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur the last two dimensions of ``x`` with a Gaussian of std ``sigma`` pixels."""
+def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "replicate") -> torch.Tensor:
+    """Blur the last two dimensions of ``x`` with a Gaussian of std ``sigma`` pixels.
+
+    The kernel is scipy's ``gaussian_filter`` kernel (radius ``int(4 sigma + 0.5)``,
+    normalised to sum 1); ``mode`` is ``"replicate"`` (scipy's ``"nearest"``: borders
+    repeat) or ``"constant"`` (zeros outside the image, as Blur IG uses). ``sigma=0``
+    returns ``x``. Each axis is one matrix product, so any radius, also one larger
+    than the image, costs the same.
+    """
     if x.dim() not in (3, 4):
         raise ValueError(
             "the blur baseline needs image inputs of shape (batch, height, width) or "
             f"(batch, channels, height, width); got shape {tuple(x.shape)}"
         )
-    image = x.unsqueeze(1) if x.dim() == 3 else x
-    b, c, h, w = image.shape
-    radius = max(1, math.ceil(3 * sigma))
+    rows = blur_matrix(int(x.shape[-2]), sigma, mode).to(device=x.device, dtype=x.dtype)
+    cols = blur_matrix(int(x.shape[-1]), sigma, mode).to(device=x.device, dtype=x.dtype)
+    return rows @ x @ cols.T
+
+
+def blur_matrix(size: int, sigma: float, mode: str = "replicate") -> torch.Tensor:
+    """The ``(size, size)`` float64 matrix of a 1-D Gaussian blur (see :func:`gaussian_blur`)."""
+    if mode not in ("replicate", "constant"):
+        raise ValueError(f"mode must be 'replicate' or 'constant', got {mode!r}")
+    if not (isinstance(sigma, (int, float)) and sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if sigma == 0:
+        return torch.eye(size, dtype=torch.float64)
+    radius = int(4.0 * sigma + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(device=x.device, dtype=x.dtype)
-    flat = image.reshape(b * c, 1, h, w)
-    flat = F.pad(flat, (radius, radius, 0, 0), mode="replicate")
-    flat = F.conv2d(flat, kernel.view(1, 1, 1, -1))
-    flat = F.pad(flat, (0, 0, radius, radius), mode="replicate")
-    flat = F.conv2d(flat, kernel.view(1, 1, -1, 1))
-    return flat.reshape(x.shape)
+    kernel = torch.exp(-0.5 / (sigma * sigma) * offsets**2)
+    kernel = kernel / kernel.sum()
+    # Output i takes kernel[k] from input i + k - radius; out of range: clamp or drop.
+    source = torch.arange(size).unsqueeze(1) + torch.arange(-radius, radius + 1)
+    weights = kernel.expand(size, -1)
+    if mode == "constant":
+        inside = (source >= 0) & (source < size)
+        weights = weights * inside
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    return matrix.scatter_add_(1, source.clamp(0, size - 1), weights)
 
 
 def mean(reference: torch.Tensor) -> BaselineStrategy:
