@@ -11,6 +11,7 @@ from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
 from .integrated_gradients import IntegratedGradients, explain
+from .io import load
 from .layer import LayerIntegratedGradients
 from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
@@ -26,6 +27,7 @@ __all__ = [
     "Saliency",
     "baselines",
     "explain",
+    "load",
     "quadrature",
 ]
 __version__ = "0.1.0"
