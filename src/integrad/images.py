@@ -117,7 +117,7 @@ def outlier_limit(values: Any, percentile: float = 98.0, method: str | None = "c
     if method == "percentile":
         return float(np.percentile(magnitudes, percentile))
     cumulative = np.cumsum(magnitudes)
-    index = int(np.searchsorted(cumulative, cumulative[-1] * percentile / 100.0))
+    index = int(np.searchsorted(cumulative, cumulative[-1] * 0.01 * percentile))
     return float(magnitudes[min(index, magnitudes.size - 1)])
 
 
