@@ -122,7 +122,9 @@ def test_table_report_colours_every_feature_by_its_sign(tmp_path):
     assert len(cells) == 2 * 4  # every feature of every row
     for attrs in cells:
         score = float(attrs["data-score"])
-        rgb = np.array([int(c) for c in re.findall(r"\d+", attrs["style"])])
+        found = re.search(r"background: rgb\((\d+), (\d+), (\d+)\)", attrs["style"])
+        assert found is not None
+        rgb = np.array([int(c) for c in found.groups()])
         if score > 0:
             assert rgb[0] > rgb[2]
         elif score < 0:

@@ -223,7 +223,10 @@ def _table_example(exp: Explanation, i: int, top: int | None = 20) -> str:
         width = round(120 * abs(a) / limit) if limit > 0 else 0
         colour = _rgb_css(_png.POSITIVE if a >= 0 else _png.NEGATIVE)
         bar = f'<span class="bar" style="width: {width}px; background: {colour}"></span>'
-        score = f'<td class="num" style="background: {_colour(a, limit)}" data-score="{a:.6g}">'
+        ink = "; color: #fff" if limit > 0 and abs(a) > 0.6 * limit else ""
+        score = (
+            f'<td class="num" style="background: {_colour(a, limit)}{ink}" data-score="{a:.6g}">'
+        )
         body.append(
             f'<tr><td>{_e(r["feature"])}</td><td class="num">{r["value"]:.4g}</td>'
             f'{score}{a:.4g}</td><td class="num">{r["share"]:.1%}</td><td>{bar}</td></tr>'
