@@ -172,3 +172,16 @@ def test_bad_arguments_are_named():
         images.heatmap(np.zeros((1, 1, 2, 2)))
     with pytest.raises(ValueError, match="top must be a fraction"):
         images.masked(np.zeros((2, 2)), np.zeros((2, 2)), top=0)
+
+
+def test_views_work_without_pillow(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # any "from PIL import ..." now fails
+    exp = explanation()
+    exp.attributions = torch.from_numpy(np.stack([corners()] * 3)).float()
+    rgb = images.side_by_side(exp, 0, scale=10, clip=None)
+    assert (rgb[:20] == 255).all()  # the title strips stay blank
+    assert colour(rgb, 25, 80 + 6 + 5) == POS
+    path = _png.write_png(tmp_path / "x.png", rgb)
+    assert path.read_bytes() == _png.encode_png_stdlib(rgb)

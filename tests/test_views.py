@@ -42,3 +42,16 @@ def test_extras_kind_wins_and_unknown_kinds_are_named():
     exp.extras.pop("kind")
     exp.extras["tokens"] = [["a"], ["b"]]
     assert views.kind_of(exp) == "text"
+
+
+def test_import_integrad_needs_no_optional_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, integrad; "
+        "print(sorted(m for m in ('matplotlib', 'PIL', 'pandas', 'safetensors', 'sklearn') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -6,7 +6,7 @@
 torch.Size([2])
 """
 
-from . import baselines, quadrature
+from . import baselines, images, quadrature, report, tables, timeseries, views
 from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
@@ -27,7 +27,12 @@ __all__ = [
     "Saliency",
     "baselines",
     "explain",
+    "images",
     "load",
     "quadrature",
+    "report",
+    "tables",
+    "timeseries",
+    "views",
 ]
 __version__ = "0.1.0"
