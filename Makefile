@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(VENV)/.demo: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,13 +19,17 @@ $(VENV)/.test: pyproject.toml constraints.txt
 	touch $@
 
 demo: $(VENV)/.demo
-	$(PY) -m integrad.demo --out out/demo
+	$(PY) -m integrad.demo --out out/demo --readme docs/images
+
+# The HTML report test renders in headless Chromium (Debian's package; run as root).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
 
-test: lint
+test: lint chromium
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.test

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,11 +11,13 @@ from PIL import Image
 from integrad import _png, demo
 
 
-def test_png_writer_round_trips_through_pillow(tmp_path):
+def test_png_writers_round_trip_through_pillow(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
     path = _png.write_png(tmp_path / "x.png", rgb)
-    back = np.asarray(Image.open(path).convert("RGB"))
-    assert np.array_equal(back, rgb)
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), rgb)
+    # The stdlib encoder, used where Pillow is missing, decodes to the same pixels.
+    stdlib = Image.open(io.BytesIO(_png.encode_png_stdlib(rgb))).convert("RGB")
+    assert np.array_equal(np.asarray(stdlib), rgb)
 
 
 def test_diverging_colours_follow_the_sign():
@@ -39,6 +43,20 @@ def test_demo_trains_explains_and_draws(tmp_path, capsys):
     assert len(pngs) == 3
     image = np.asarray(Image.open(pngs[0]).convert("RGB"))
     assert image.shape == (8 * 24, 2 * 8 * 24 + 8, 3)
+    views = tmp_path / "views"
+    for name in (
+        "image_side_by_side.png", "image_views.png", "image_gallery.png", "image_baselines.png",
+        "image_figure.png", "table_bars.png", "table_importance.png", "timeseries.png",
+        "timeseries_heatmap.png", "digits.html", "table.html", "timeseries.html",
+        "digits.safetensors", "digits.json",
+    ):  # fmt: skip
+        assert (views / name).stat().st_size > 0, name
+    assert "reloaded exactly: True" in out
+    accuracy = float(out.split("breast-cancer MLP: test accuracy ")[1].split("%")[0])
+    assert accuracy > 90
+    # The sensor that the target never reads gets the smallest share.
+    per_sensor = [float(v) for v in out.split("attribution per sensor: ")[1].split()[0:3]]
+    assert abs(per_sensor[2]) < min(abs(per_sensor[0]), abs(per_sensor[1]))
     # The cached weights are reused: a second run gives the same table.
-    demo.main(["--out", str(tmp_path), "--examples", "3", "--n-steps", "32"])
+    demo.main(["--out", str(tmp_path), "--examples", "3", "--n-steps", "32", "--no-views"])
     assert capsys.readouterr().out.splitlines()[:6] == out.splitlines()[:6]

@@ -161,3 +161,10 @@ def test_gradients_at_explicit_or_built_points_match_the_straight_line():
     torch.testing.assert_close(doubled.sums[0], 2 * straight.sums[0])
     with pytest.raises(ValueError, match=r"points\[0\] has shape \(6, 4\); expected 7 rows"):
         engine.gradients_at(rows, (points[0][:6],), weights)
+
+
+def test_expanded_gradients_are_accumulated() -> None:
+    # autograd returns d(sum)/dx as an expanded, stride-0 tensor: it must not be written to.
+    x = torch.arange(12.0).reshape(2, 2, 3)
+    exp = integrad.explain(lambda t: t.sum((1, 2)), x, n_steps=4)
+    torch.testing.assert_close(exp.attributions, x)

@@ -157,3 +157,12 @@ def test_smoothness_is_read_from_modules() -> None:
 def test_bad_arguments_name_themselves(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         integrad.explain(ridge(nn.ReLU()), inputs(batch=2), target=0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_repr_reports_each_examples_estimate_and_flag() -> None:
+    exp = integrad.explain(ridge(nn.ReLU()), inputs(batch=2), target=0, tolerance=1e-2)
+    text = repr(exp)
+    assert "tolerance=0.01: 2 of 2 converged" in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["0"], ["1"])]
+    assert [row[-1] for row in rows] == ["True", "True"]
+    assert [float(row[-2]) for row in rows] == pytest.approx(exp.error_estimate.tolist(), rel=1e-2)

@@ -6,7 +6,7 @@
 torch.Size([2])
 """
 
-from . import baselines, quadrature
+from . import baselines, images, quadrature, report, tables, timeseries, views
 from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
 from .expected_gradients import ExpectedGradients
@@ -14,6 +14,7 @@ from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
 from .guided import GuidedIntegratedGradients, explain_guided
 from .integrated_gradients import IntegratedGradients, explain
+from .io import load
 from .layer import LayerIntegratedGradients
 from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
@@ -35,6 +36,12 @@ __all__ = [
     "explain",
     "explain_blur",
     "explain_guided",
+    "images",
+    "load",
     "quadrature",
+    "report",
+    "tables",
+    "timeseries",
+    "views",
 ]
 __version__ = "0.1.0"

@@ -391,7 +391,8 @@ class Engine:
             heap.settle(int((self.bytes_per_point or 0) * r.numel()))
             outputs.append(value)
             for acc, g in zip(sums, grads, strict=True):
-                g.mul_(w.to(device=g.device, dtype=g.dtype).view(-1, *([1] * (g.dim() - 1))))
+                # Out of place: autograd may hand back an expanded (stride-0) gradient.
+                g = g * w.to(device=g.device, dtype=g.dtype).view(-1, *([1] * (g.dim() - 1)))
                 acc.index_add_(0, r.to(acc.device), g)
             self.evals.index_add_(0, r, torch.ones_like(r))
         return PathGradients(sums, torch.cat(outputs))

@@ -1,10 +1,14 @@
-"""The main job: explain a small CNN trained on scikit-learn's digits.
+"""The main job: explain a small CNN trained on scikit-learn's digits, then show every view.
 
 ``python -m integrad.demo --out out/demo`` trains the CNN in seconds (or reuses the
 cached weights), explains a few test digits with Integrated Gradients, prints per
 example F(x), F(x'), the sum of attributions and the completeness delta, and writes a
 heatmap PNG per example (digit | signed attribution, red positive, blue negative).
-Needs the ``demo`` extra (scikit-learn).
+Then it writes one example of each view (see :mod:`integrad.demo_views`): image views
+of the digits, a ranked table and bar chart for a breast-cancer MLP, a time-series
+view, HTML reports and a saved explanation. ``--readme docs/images`` also writes the
+README's pictures. Needs the ``demo`` extra (scikit-learn; matplotlib and Pillow for
+the figures).
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     parser.add_argument("--examples", type=int, default=6)
     parser.add_argument("--n-steps", type=int, default=64)
+    parser.add_argument("--no-views", action="store_true", help="only the digit heatmaps")
+    parser.add_argument("--readme", type=Path, default=None, help="write README pictures here")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -116,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
             np.concatenate([digit, gap, heat], axis=1),
         )
     print(f"heatmaps (digit | attribution, red + / blue -) in {path.parent}/")
+    if not args.no_views:
+        from .demo_views import write_views
+
+        write_views(model, exp, y_test[: len(x)], args.out / "views", readme=args.readme)
     print(f"done in {time.perf_counter() - started:.1f} s")
 
 

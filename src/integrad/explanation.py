@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,15 +56,111 @@ class Explanation:
         return self.delta.abs() / (self.output - self.baseline_output).abs()
 
     def __repr__(self) -> str:
-        n = int(self.delta.numel())
-        worst = float(self.delta.abs().max()) if n else 0.0
-        shapes = (
-            [tuple(a.shape) for a in self.attributions]
-            if isinstance(self.attributions, tuple)
-            else tuple(self.attributions.shape)
+        return _describe(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write tensors (safetensors, else npz) and a JSON sidecar; see :mod:`integrad.io`.
+
+        Returns the tensor file's path; :func:`integrad.load` reads it back exactly.
+        """
+        from .io import save
+
+        return save(self, path)
+
+    def plot(self, kind: str | None = None, *, example: int = 0, **options: Any) -> Any:
+        """A matplotlib figure of one example, in the view that suits the input.
+
+        ``kind`` is ``"image"`` (original | signed | absolute | overlay), ``"table"``
+        (signed bar chart of the ranked features), ``"timeseries"`` (per-step bars and a
+        time × feature heatmap) or ``"text"``; by default it is guessed from the inputs'
+        shape (see :func:`integrad.views.kind_of`). Needs matplotlib.
+        """
+        from .views import plot
+
+        return plot(self, kind, example=example, **options)
+
+    def to_html(self, path: str | Path, *, kind: str | None = None, **options: Any) -> Path:
+        """Write a self-contained HTML report (inputs, attributions, deltas, provenance).
+
+        Pictures are inline PNGs; there is no script, font or external reference, so
+        the file reads offline in any browser. See :func:`integrad.report.to_html`.
+        """
+        from .report import to_html
+
+        return to_html(self, path, kind=kind, **options)
+
+
+_KNOWN = {
+    "attributions",
+    "delta",
+    "output",
+    "baseline_output",
+    "n_evals",
+    "method",
+    "n_steps",
+    "inputs",
+    "baselines",
+    "target",
+    "baseline",
+    "multiply_by_inputs",
+    "extras",
+    "error_estimate",
+    "converged",
+    "tolerance",
+}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, torch.Tensor):
+        text = str(value.tolist()) if value.numel() <= 8 else f"tensor{tuple(value.shape)}"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(exp: Explanation) -> str:
+    """The repr: provenance on the first line, then the completeness check per example."""
+    n = int(exp.delta.numel())
+    worst = float(exp.delta.abs().max()) if n else 0.0
+    attributions = exp.attributions
+    parts = attributions if isinstance(attributions, tuple) else (attributions,)
+    shapes = ", ".join(f"{tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}" for a in parts)
+    lines = [
+        f"Explanation(method={exp.method!r}, n_steps={exp.n_steps}, baseline={exp.baseline!r}, "
+        f"target={_short(exp.target)}, multiply_by_inputs={exp.multiply_by_inputs})",
+        f"  attributions: {shapes}",
+    ]
+    if n:
+        relative = exp.relative_delta.double()
+        finite = relative[torch.isfinite(relative)]
+        rel = f", max relative {float(finite.max()):.3g}" if finite.numel() else ""
+        lines.append(
+            f"  completeness: max|delta|={worst:.3g}{rel} "
+            f"(delta = sum of attributions - (F(x) - F(x')))"
         )
-        return (
-            f"Explanation(method={self.method!r}, n_steps={self.n_steps}, batch={n}, "
-            f"attributions={shapes}, baseline={self.baseline!r}, max|delta|={worst:.3g}, "
-            f"evals/example={float(self.n_evals.double().mean()):.4g})"
-        )
+        est, conv = exp.error_estimate, exp.converged
+        tolerated = est is not None and conv is not None
+        if est is not None and conv is not None:
+            lines.append(
+                f"  tolerance={exp.tolerance:g}: {int(conv.sum())} of {n} converged, "
+                f"estimated error up to {float(est.max()):.3g}"
+            )
+        head = f"  {'#':>4} {'F(x)':>11} {'F(x_)':>11} {'delta':>11}"
+        lines.append(head + (f" {'est. error':>11} converged" if tolerated else ""))
+        shown = min(n, 5)
+        for i in range(shown):
+            row = (
+                f"  {i:>4} {float(exp.output[i]):>11.4g} {float(exp.baseline_output[i]):>11.4g} "
+                f"{float(exp.delta[i]):>11.3g}"
+            )
+            if est is not None and conv is not None:
+                row += f" {float(est[i]):>11.3g} {bool(conv[i])}"
+            lines.append(row)
+        if n > shown:
+            lines.append(f"  ... {n - shown} more")
+    lines.append(f"  evals/example={float(exp.n_evals.double().mean()):.4g}")
+    # Fields added by other methods (error estimates, convergence flags, ...) get one line each.
+    for f in fields(exp):
+        if f.name not in _KNOWN:
+            lines.append(f"  {f.name}={_short(getattr(exp, f.name))}")
+    return "\n".join(lines)

@@ -1,0 +1,241 @@
+"""The demo's second half: one example of every view, for images, tables and time series.
+
+Called by ``python -m integrad.demo``; writes under ``out/demo/views/``:
+
+- ``image_side_by_side.png`` input | signed | absolute | overlay (numpy + Pillow)
+- ``image_views.png``        signed, absolute, positive, negative, overlay, masked top 15%
+- ``image_gallery.png``      a batch of digits over their heatmaps, with deltas
+- ``image_baselines.png``    attributions under zeros / blur / noise / training-mean baselines
+- ``image_figure.png``       the matplotlib view of :meth:`Explanation.plot`
+- ``table_bars.png``, ``table_importance.png``  breast-cancer MLP: one row, and global
+- ``timeseries.png``, ``timeseries_heatmap.png`` an MLP on a synthetic sensor series
+- ``digits.html``, ``table.html``, ``timeseries.html``  self-contained reports
+- ``digits.safetensors`` + ``digits.json``  the saved explanation, checked by reloading
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _png, images, tables, timeseries
+from . import baselines as _baselines
+from .explanation import Explanation
+from .io import load
+
+README_PICTURES = (
+    "image_side_by_side.png",
+    "image_baselines.png",
+    "table_bars.png",
+    "timeseries.png",
+)
+
+
+def _matplotlib() -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: figures skipped (pip install 'integrad[viz]')")
+        return False
+    matplotlib.use("Agg")
+    return True
+
+
+def _save_figure(fig: object, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=100)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return path
+
+
+def image_views(model: nn.Module, exp: Explanation, labels: torch.Tensor, out: Path) -> None:
+    """Every image view of the explained digits."""
+    from .demo import digits_data
+
+    inputs, attributions = exp.inputs, exp.attributions
+    if not isinstance(inputs, torch.Tensor) or not isinstance(attributions, torch.Tensor):
+        raise TypeError("the digits explanation has one input tensor")
+    x, a = inputs[0], attributions[0]
+    _png.write_png(out / "image_side_by_side.png", images.side_by_side(exp, 0))
+    s = 20
+    panels = [
+        _png.titled(images.heatmap(a, scale=s), "signed"),
+        _png.titled(images.heatmap(a, "absolute", scale=s), "absolute"),
+        _png.titled(images.heatmap(a, "positive", scale=s), "positive"),
+        _png.titled(images.heatmap(a, "negative", scale=s), "negative"),
+        _png.titled(images.overlay(x, a, scale=s), "overlay"),
+        _png.titled(images.masked(x, a, top=0.15, scale=s), "top 15% pixels"),
+    ]
+    _png.write_png(out / "image_views.png", _png.grid([panels]))
+    predicted = exp.target if isinstance(exp.target, torch.Tensor) else labels
+    captions = [f"label {int(t)}, pred {int(p)}" for t, p in zip(labels, predicted, strict=True)]
+    _png.write_png(out / "image_gallery.png", images.gallery(exp, labels=captions, columns=6))
+    x_train = digits_data()[0]
+    compared = images.compare_baselines(
+        model,
+        inputs[:1],
+        {
+            "zeros": "zeros",
+            "blur": _baselines.blur(sigma=1.5),
+            "noise": "uniform",
+            "mean": _baselines.mean(x_train),
+        },
+        target=predicted[:1],
+        n_steps=exp.n_steps,
+    )
+    _png.write_png(out / "image_baselines.png", images.comparison(compared))
+    if _matplotlib():
+        _save_figure(exp.plot(), out / "image_figure.png")
+    exp.to_html(out / "digits.html", title="integrad: digits CNN")
+    saved = exp.save(out / "digits")
+    back = load(saved)
+    same = isinstance(back.attributions, torch.Tensor) and torch.equal(
+        back.attributions, attributions
+    )
+    print(f"saved {saved.name} + digits.json; reloaded exactly: {same}")
+
+
+class _Standardize(nn.Module):
+    """Feature scaling inside the model, so attributions are in the data's own units."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def table_views(out: Path, seed: int = 0) -> Explanation:
+    """A small MLP on scikit-learn's breast-cancer data, trained in about a second."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer(as_frame=True)
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.2, random_state=seed, stratify=data.target
+    )
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        _Standardize(x_train.mean().to_numpy(), x_train.std().to_numpy()),
+        nn.Linear(30, 16),
+        nn.Tanh(),
+        nn.Linear(16, 2),
+    )
+    features = torch.tensor(x_train.to_numpy(), dtype=torch.float32)
+    targets = torch.tensor(y_train.to_numpy())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(features), targets).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predictions = model(torch.tensor(x_test.to_numpy(), dtype=torch.float32)).argmax(1)
+    accuracy = (predictions.numpy() == y_test.to_numpy()).mean()
+    print(f"breast-cancer MLP: test accuracy {accuracy:.1%} on {len(y_test)} rows")
+    # Explain the "benign" logit (class 1) from the training median.
+    exp = tables.tabular(
+        model, x_test, training_data=x_train, baseline="median", target=1, n_steps=32
+    )
+    top = tables.ranked(exp, 0, top=5, as_frame=False)
+    print("row 0, top features by |attribution|:")
+    for row in top:
+        print(
+            f"  {row['feature']:<24} value {row['value']:>9.4g}  attribution "
+            f"{row['attribution']:>+8.3f}  share {row['share']:.0%}"
+        )
+    if _matplotlib():
+        _save_figure(tables.bar_chart(exp, 0, top=12), out / "table_bars.png")
+        _save_figure(tables.importance_chart(exp, top=12), out / "table_importance.png")
+    exp.to_html(out / "table.html", title="integrad: breast-cancer MLP", max_examples=3)
+    return exp
+
+
+def _sensor_data(n: int, steps: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Three smooth random sensors; the target reads sensor 0 late and sensor 1 early."""
+    noise = torch.randn(n, steps, 3, generator=generator)
+    x = torch.cumsum(noise, dim=1) / steps**0.5
+    y = x[:, 30:36, 0].mean(1) - x[:, 8:14, 1].mean(1)
+    return x, y
+
+
+def _series_model(steps: int) -> nn.Module:
+    """A small MLP over the flattened (time, sensor) window."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * steps, 32), nn.Tanh(), nn.Linear(32, 1), nn.Flatten(0)
+    )
+
+
+def series_views(out: Path, seed: int = 0, steps: int = 48) -> Explanation:
+    """An MLP regressing a synthetic sensor series; per-step and feature × time views."""
+    generator = torch.Generator().manual_seed(seed)
+    x, y = _sensor_data(2048, steps, generator)
+    torch.manual_seed(seed)
+    model = _series_model(steps)
+    # Weight decay keeps the weights off the steps the target never reads.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
+    for _ in range(300):
+        batch = torch.randint(0, len(y), (256,), generator=generator)
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x[batch]), y[batch]).backward()
+        optimizer.step()
+    model.eval()
+    x_test, y_test = _sensor_data(256, steps, generator)
+    with torch.no_grad():
+        r2 = 1 - nn.functional.mse_loss(model(x_test), y_test) / y_test.var()
+    print(f"sensor-series MLP: test R² {float(r2):.3f}")
+    exp = timeseries_explain(model, x_test[:4])
+    names = ["sensor 0", "sensor 1", "sensor 2 (unused)"]
+    exp.extras["feature_names"] = names
+    if _matplotlib():
+        _save_figure(timeseries.figure(exp, 0), out / "timeseries.png")
+    a = timeseries.per_time(exp.attributions)[0], timeseries._series(exp.attributions)[0]
+    picture = _png.grid(
+        [
+            [_png.titled(timeseries.bars(a[0]), "attribution per step")],
+            [_png.titled(timeseries.heatmap(a[1], cell=(8, 20)), "feature x time")],
+        ]
+    )
+    _png.write_png(out / "timeseries_heatmap.png", picture)
+    exp.to_html(out / "timeseries.html", title="integrad: sensor series", max_examples=2)
+    per_feature = timeseries.per_feature(exp.attributions)[0]
+    print("example 0, attribution per sensor: " + " ".join(f"{v:+.3f}" for v in per_feature))
+    return exp
+
+
+def timeseries_explain(model: nn.Module, x: torch.Tensor) -> Explanation:
+    from .integrated_gradients import explain
+
+    exp = explain(model, x, n_steps=32)
+    exp.extras["kind"] = "timeseries"
+    return exp
+
+
+def write_views(
+    model: nn.Module,
+    exp: Explanation,
+    labels: torch.Tensor,
+    out: Path,
+    readme: Path | None = None,
+) -> None:
+    """Write every view under ``out``; copy the README's pictures to ``readme`` if given."""
+    out.mkdir(parents=True, exist_ok=True)
+    image_views(model, exp, labels, out)
+    table_views(out)
+    series_views(out)
+    print(f"views (PNG, HTML, saved explanation) in {out}/")
+    if readme is not None:
+        readme.mkdir(parents=True, exist_ok=True)
+        for name in README_PICTURES:
+            if (out / name).exists():
+                shutil.copyfile(out / name, readme / name)
+        print(f"README pictures in {readme}/")
