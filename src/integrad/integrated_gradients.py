@@ -10,6 +10,7 @@ import torch
 from . import baselines as _baselines
 from ._engine import Engine, PathProblem
 from ._inputs import TargetType, TensorOrTuple, same_form
+from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
 from .quadrature import METHODS, check_method, rule
@@ -68,7 +69,7 @@ def explain(
         baseline_output=baseline_output,
         n_evals=run.engine.evals.clone(),
         method=method,
-        n_steps=n_steps,
+        n_steps=run.n_steps,
         inputs=same_form(run.problem.inputs, run.was_tuple),
         baselines=same_form(run.problem.baselines, run.was_tuple),
         target=target,
@@ -78,6 +79,7 @@ def explain(
             "chunks": run.engine.chunks_run,
             "bytes_per_point": run.engine.bytes_per_point,
             "n_forward": run.engine.forwards.clone(),
+            **run.extras,
         },
     )
 
@@ -97,10 +99,13 @@ class _Run:
         internal_batch_size: int | None,
         max_memory: int | None,
     ) -> None:
-        if method != "idgi":
+        if method == "exact":
+            check_model(forward_func)
+        elif method != "idgi":
             if method not in METHODS:
                 raise ValueError(
-                    f"method={method!r} is not known; choose one of {[*METHODS, 'idgi']}"
+                    f"method={method!r} is not known; choose one of "
+                    f"{[*METHODS, 'idgi', 'exact']}"
                 )
             check_method(method, n_steps)
         self.problem, self.was_tuple = PathProblem.build(
@@ -111,13 +116,22 @@ class _Run:
             self.problem, max_memory=max_memory, internal_batch_size=internal_batch_size
         )
         self._ends: tuple[torch.Tensor, torch.Tensor] | None = None
-        if method == "idgi":
+        self.n_steps = n_steps
+        self.extras: dict[str, Any] = {}
+        if method == "exact":
+            # Exact up to rounding: n_steps is replaced by the regions crossed.
+            self.grads, output, baseline_output, regions = exact(self.engine)
+            self._ends = (output, baseline_output)
+            self.n_steps = int(regions.max())
+            self.extras["regions"] = regions
+        elif method == "idgi":
             # IDGI's attributions already carry the output change: nothing to multiply.
             self.integrated, *ends = idgi(self.engine, n_steps)
             self.grads = self.integrated
             self._ends = (ends[0], ends[1])
             return
-        self.grads = self.engine.integrate(rule(method, n_steps))
+        else:
+            self.grads = self.engine.integrate(rule(method, n_steps))
         self.integrated = tuple(
             g * (x - b) for g, x, b in zip(self.grads, xs, self.problem.baselines, strict=True)
         )
