@@ -73,8 +73,6 @@ def _kinks(module: nn.Module) -> tuple[float, ...] | None:
         return (0.0,)
     if isinstance(module, nn.Hardtanh):  # also ReLU6
         return (float(module.min_val), float(module.max_val))
-    if isinstance(module, nn.Hardsigmoid):
-        return (-3.0, 3.0)
     if isinstance(module, nn.Softshrink):
         return (-float(module.lambd), float(module.lambd))
     return None
@@ -190,9 +188,9 @@ def _pool_windows(pool: nn.Module, u: torch.Tensor, out: torch.Tensor) -> torch.
     w = nn.functional.pad(u, pads, value=-torch.inf)
     for i in range(d):
         w = w.unfold(2 + i, (k[i] - 1) * dil[i] + 1, s[i])
-    w = w[(..., *([slice(None, None, v) for v in dil]))]
-    w = w[(slice(None), slice(None), *[slice(0, v) for v in size])]
-    return w.reshape(u.shape[0], -1, int(torch.tensor(k).prod()))
+    step: list[Any] = [Ellipsis, *(slice(None, None, v) for v in dil)]
+    crop: list[Any] = [slice(None), slice(None), *(slice(0, v) for v in size)]
+    return w[tuple(step)][tuple(crop)].reshape(u.shape[0], -1, int(torch.tensor(k).prod()))
 
 
 class _Recorder:
@@ -276,7 +274,9 @@ class _Segments:
 
     @staticmethod
     def cat(parts: list[_Segments]) -> _Segments:
-        return _Segments(*(torch.cat(ts) for ts in zip(*(p.__dict__.values() for p in parts), strict=True)))
+        return _Segments(
+            *(torch.cat(ts) for ts in zip(*(p.__dict__.values() for p in parts), strict=True))
+        )
 
 
 _Store = list[tuple[torch.Tensor, torch.Tensor]]
