@@ -113,57 +113,67 @@ def check_model(forward_func: Callable[..., Any]) -> None:
         raise ValueError(f"method='exact' needs a piecewise-linear model; {where} {reason}")
 
 
+_Data = tuple[torch.Tensor, ...]
+"""What one module call recorded at a batch of points (first dimension: the points)."""
+
+
+def _tolerance(scale: torch.Tensor) -> torch.Tensor:
+    info = torch.finfo(scale.dtype)
+    return (_PATTERN_TOL * info.eps * scale.clamp_min(info.tiny)).unsqueeze(-1)
+
+
 @dataclass(frozen=True)
 class _Kinks:
-    """Pattern of a ReLU-like module: the side of each kink every input element is on."""
+    """A ReLU-like module: the side of each kink that every input element is on."""
 
     at: tuple[float, ...]
 
-    def scale(self, z: torch.Tensor) -> torch.Tensor:
-        return z.abs().amax(1).clamp_min(max(abs(v) for v in self.at))
-
-    def _sides(self, z: torch.Tensor, tol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def record(self, z: torch.Tensor) -> _Data:
+        """``(inputs, sides)``: -1 / +1 clearly below / above a kink, 0 on it (tolerance)."""
+        tol = _tolerance(z.abs().amax(1).clamp_min(max(abs(v) for v in self.at))).unsqueeze(-1)
         d = z.unsqueeze(-1) - torch.tensor(self.at, dtype=z.dtype)
-        t = tol.view(-1, 1, 1)
-        return d, torch.where(d > t, 1, torch.where(d < -t, -1, 0))
+        sides = (d > tol).to(torch.int8) - (d < -tol).to(torch.int8)
+        return z, sides.flatten(1)
 
-    def incompatible(self, zs: Any, ze: Any, ts: torch.Tensor, te: torch.Tensor) -> torch.Tensor:
-        # No kink with one end clearly below it and the other clearly above: the segment
-        # lies in one closed piece for every element.
-        (_, ss), (_, se) = self._sides(zs, ts), self._sides(ze, te)
-        return (ss * se < 0).flatten(1).any(1)
+    def incompatible(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+        # Unless an element is clearly on opposite sides of a kink at the two ends, the
+        # segment lies in one closed piece of every element.
+        return (data[1][ps] * data[1][pe] < 0).any(1)
 
-    def crossings(self, zs: Any, ze: Any, ts: torch.Tensor, te: torch.Tensor) -> torch.Tensor:
-        (ds, ss), (de, se) = self._sides(zs, ts), self._sides(ze, te)
-        t = ds.double() / (ds.double() - de.double())
-        return torch.where(ss * se < 0, t, torch.nan).flatten(1)
+    def crossings(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+        z, sides = data
+        at = torch.tensor(self.at, dtype=torch.float64)
+        ds, de = z[ps].double().unsqueeze(-1) - at, z[pe].double().unsqueeze(-1) - at
+        t = (ds / (ds - de)).flatten(1)
+        return torch.where(sides[ps] * sides[pe] < 0, t, torch.nan)
 
 
 @dataclass(frozen=True)
 class _Windows:
-    """Pattern of a MaxPool module: which element of each window holds the maximum."""
+    """A MaxPool module: which elements of each window are (within tolerance) its maximum."""
 
-    def scale(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.where(w.isfinite(), w.abs(), 0).flatten(1).amax(1)
+    def record(self, w: torch.Tensor) -> _Data:
+        """``(windows, near-maximal elements, argmax)`` for windows ``(n, M, K)``."""
+        top, argmax = w.max(-1)
+        near = w >= top.unsqueeze(-1) - _tolerance(top.abs().amax(1)).unsqueeze(-1)
+        return w, near, argmax
+
+    def incompatible(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+        # Regions are convex: a maximiser shared by both ends is the maximum all along.
+        return self._unshared(data, ps, pe).any(1)
 
     @staticmethod
-    def _cross(ws: torch.Tensor, we: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        (ms, i), (me, j) = ws.max(-1), we.max(-1)
-        e_at_i = we.gather(-1, i.unsqueeze(-1)).squeeze(-1)
-        s_at_j = ws.gather(-1, j.unsqueeze(-1)).squeeze(-1)
-        return ms - s_at_j, e_at_i - me  # w_i - w_j at both ends
+    def _unshared(data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+        return ~(data[1][ps] & data[1][pe]).any(-1)
 
-    def _mask(self, ws: Any, we: Any, ts: torch.Tensor, te: torch.Tensor) -> torch.Tensor:
-        gap_s, gap_e = self._cross(ws, we)
-        # Compatible if either end's maximiser is (within tolerance) a maximiser at the other.
-        return (gap_s > ts.view(-1, 1)) & (gap_e < -te.view(-1, 1))
-
-    def incompatible(self, ws: Any, we: Any, ts: torch.Tensor, te: torch.Tensor) -> torch.Tensor:
-        return self._mask(ws, we, ts, te).any(1)
-
-    def crossings(self, ws: Any, we: Any, ts: torch.Tensor, te: torch.Tensor) -> torch.Tensor:
-        gap_s, gap_e = (g.double() for g in self._cross(ws, we))
-        return torch.where(self._mask(ws, we, ts, te), gap_s / (gap_s - gap_e), torch.nan)
+    def crossings(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+        # Where the end's maximiser j overtakes the start's maximiser i.
+        w, _, argmax = data
+        i, j = argmax[ps].unsqueeze(-1), argmax[pe].unsqueeze(-1)
+        ws, we = w[ps].double(), w[pe].double()
+        gap_s = (ws.gather(-1, i) - ws.gather(-1, j)).squeeze(-1)
+        gap_e = (we.gather(-1, i) - we.gather(-1, j)).squeeze(-1)
+        return torch.where(self._unshared(data, ps, pe), gap_s / (gap_s - gap_e), torch.nan)
 
 
 def _pool_windows(pool: nn.Module, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -215,7 +225,8 @@ class _Recorder:
 
     def _kinked(self, m: nn.Module, kind: _Kinks) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            self.chunk.append((module, kind, args[0].detach().flatten(1).clone()))
+            z = args[0].detach().flatten(1)
+            self.chunk.append((module, kind, z.clone() if getattr(module, "inplace", 0) else z))
 
         return hook
 
@@ -226,8 +237,8 @@ class _Recorder:
     def begin(self) -> None:
         self.chunk = []
 
-    def take(self, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """This chunk's ``(inputs, tolerance)`` per module call; the calls must repeat."""
+    def take(self, n: int) -> list[_Data]:
+        """This chunk's records, one per module call; the calls must repeat."""
         calls = [(m, kind) for m, kind, _ in self.chunk]
         if not self.calls:
             self.calls = calls
@@ -243,12 +254,7 @@ class _Recorder:
                     f"method='exact': {type(m).__name__} received {z.shape[0]} rows for a "
                     f"batch of {n} path points; the model must keep the batch dimension first"
                 )
-            tol = (
-                _PATTERN_TOL
-                * torch.finfo(z.dtype).eps
-                * kind.scale(z).clamp_min(torch.finfo(z.dtype).tiny)
-            )
-            out.append((z, tol))
+            out.append(kind.record(z))
         return out
 
     def remove(self) -> None:
@@ -279,8 +285,8 @@ class _Segments:
         )
 
 
-_Store = list[tuple[torch.Tensor, torch.Tensor]]
-"""Per recorded module call: its input at every stored point, and the kink tolerance."""
+_Store = list[_Data]
+"""Per recorded module call, what it recorded at every stored point."""
 
 
 def exact(
@@ -335,19 +341,32 @@ def _evaluate(
         chunks.append(recorder.take(int(r.numel())))
         values.append(value.double())
     store = [
-        (torch.cat([c[i][0] for c in chunks]), torch.cat([c[i][1] for c in chunks]))
+        tuple(_cat(parts) for parts in zip(*(c[i] for c in chunks), strict=True))
         for i in range(len(recorder.calls))
     ]
     return store, torch.cat(values)
 
 
+def _cat(parts: Any, rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """``torch.cat`` of ``parts`` (of their ``rows`` if given) in one copy, or none."""
+    if rows is None:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    out = parts[0].new_empty((sum(int(r.numel()) for r in rows), *parts[0].shape[1:]))
+    start = 0
+    for part, r in zip(parts, rows, strict=True):
+        torch.index_select(part, 0, r, out=out[start : start + int(r.numel())])
+        start += int(r.numel())
+    return out
+
+
 def _first_difference(recorder: _Recorder, store: _Store, seg: _Segments) -> torch.Tensor:
     """Per segment, the first module call whose pattern differs between its ends (or -1)."""
     first = torch.full((int(seg.row.numel()),), -1)
-    for c in reversed(range(len(recorder.calls))):
-        (z, tol), kind = store[c], recorder.calls[c][1]
-        differs = kind.incompatible(z[seg.ps], z[seg.pe], tol[seg.ps], tol[seg.pe])
-        first = torch.where(differs, c, first)
+    open_ = torch.arange(int(seg.row.numel()))
+    for c, (_, kind) in enumerate(recorder.calls):
+        differs = kind.incompatible(store[c], seg.ps[open_], seg.pe[open_])
+        first[open_[differs]] = c
+        open_ = open_[~differs]
     return first
 
 
@@ -363,9 +382,7 @@ def _switches(
     found, ts = [], []
     for c in first.unique().tolist():
         sel = (first == c).nonzero().squeeze(1)
-        (z, tol), kind = store[c], recorder.calls[c][1]
-        ps, pe = seg.ps[sel], seg.pe[sel]
-        t = kind.crossings(z[ps], z[pe], tol[ps], tol[pe])
+        t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
         i, q = (~t.isnan()).nonzero(as_tuple=True)
         found.append(sel[i])
         ts.append(t[i, q])
@@ -415,9 +432,10 @@ def _split(
     )
     out = _Segments.cat([parts, last])
     kept = torch.cat([out.ps, out.pe]).unique()
+    old, fresh = kept[kept < n_old], kept[kept >= n_old] - n_old
     merged = [
-        (torch.cat([z, nz])[kept], torch.cat([t, nt])[kept])
-        for (z, t), (nz, nt) in zip(store, new, strict=True)
+        tuple(_cat([a, b], [old, fresh]) for a, b in zip(data, more, strict=True))
+        for data, more in zip(store, new, strict=True)
     ]
     remap = torch.searchsorted(kept, torch.stack([out.ps, out.pe]))
     return _Segments(out.row, out.s, out.e, remap[0], remap[1], out.fs, out.fe), merged
