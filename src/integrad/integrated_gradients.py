@@ -37,8 +37,11 @@ def explain(
     ``n_steps``-node rule ``method`` (see :mod:`integrad.quadrature`). Path points are
     evaluated in chunks that fit ``max_memory`` bytes (default 1 GiB); give
     ``internal_batch_size`` to use Captum's chunking instead. ``method="idgi"`` uses
-    IDGI (:mod:`integrad.idgi`) with ``n_steps`` intervals. The argument forms are
-    Captum's; ``baselines`` also takes the names and strategies of
+    IDGI (:mod:`integrad.idgi`) with ``n_steps`` intervals. ``method="exact"`` integrates
+    exactly, region by region, for models of affine layers and ReLU-like activations or
+    MaxPool (:mod:`integrad.exact`): ``n_steps`` is ignored, ``Explanation.n_steps`` holds
+    the most regions any example crossed and ``extras["regions"]`` each one's. The
+    argument forms are Captum's; ``baselines`` also takes the names and strategies of
     :mod:`integrad.baselines`.
 
     >>> import torch, integrad
