@@ -22,7 +22,9 @@ gradient times (e − s)(x − x'), and F at the midpoint the mean of F at the e
 ~1e-12 of the output's scale in float64; a nonlinearity the hooks cannot see
 (``torch.sigmoid`` or ``F.relu`` called in ``forward``) is refused, not integrated
 wrongly. Results are exact up to rounding in the inputs' dtype: use a float64 model and
-inputs for 1e-9 accuracy (in float32 expect ~1e-5, with a looser check).
+inputs for 1e-9 accuracy. In float32 (measured: ~1e-4 relative error on a CNN, 1e-6 on an
+MLP) switching points closer than ~64 ulps to a path point are merged, and the check only
+catches nonlinearity above ~2e-3 of the output's scale.
 
 >>> import torch, integrad
 >>> model = torch.nn.Sequential(torch.nn.Linear(1, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
@@ -60,7 +62,7 @@ _SMOOTH = (
     nn.Hardswish, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.RNNBase,
     nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
 )  # fmt: skip
-_PATTERN_TOL = 1024
+_PATTERN_TOL = 64
 """Elements within this many ulps of the layer's scale of a kink count as on it."""
 _CHECK_TOL = 1 << 14
 """Each segment's linearity check allows this many ulps of the output's scale."""
