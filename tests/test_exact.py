@@ -177,6 +177,32 @@ def test_matches_the_brute_force_oracle(model):
     assert (exp.extras["n_forward"] <= 2 * exp.extras["regions"]).all()
 
 
+class Residual(nn.Module):
+    """A skip connection, and one ReLU module called twice per forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.head = nn.Linear(10, 10), nn.Linear(10, 10), nn.Linear(10, 2)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(x + self.b(self.act(self.a(x)))))
+
+
+def test_residual_block_with_a_shared_relu_and_an_example_at_its_baseline():
+    model = Residual().double().eval()
+    x, b = rand(3, 10) * 2, rand(3, 10, seed=1)
+    b[1] = x[1]
+    exp = integrad.explain(model, x, baselines=b, target=1, method="exact")
+    for i in (0, 2):
+        ig, pieces = oracle(model, x[i], b[i], 1)
+        torch.testing.assert_close(exp.attributions[i], ig, rtol=0, atol=1e-12)
+        assert int(exp.extras["regions"][i]) == pieces
+    assert exp.attributions[1].abs().max() == 0
+    assert exp.n_evals[1] == 1
+
+
 def test_cnn_matches_a_dense_midpoint_reference_within_its_error_bound():
     model = cnn(seed=2)
     x, b = rand(1, 1, 8, 8, seed=3), torch.zeros(1, 1, 8, 8, dtype=torch.float64)
