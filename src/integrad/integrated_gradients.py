@@ -107,8 +107,7 @@ class _Run:
         elif method != "idgi":
             if method not in METHODS:
                 raise ValueError(
-                    f"method={method!r} is not known; choose one of "
-                    f"{[*METHODS, 'idgi', 'exact']}"
+                    f"method={method!r} is not known; choose one of {[*METHODS, 'idgi', 'exact']}"
                 )
             check_method(method, n_steps)
         self.problem, self.was_tuple = PathProblem.build(
