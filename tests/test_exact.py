@@ -154,6 +154,20 @@ def test_two_dimensional_relu_by_hand():
     torch.testing.assert_close(averaged, path_mean, rtol=0, atol=1e-12)
 
 
+def test_bias_free_relu_net_from_zero_is_one_region_and_gradient_times_input():
+    # Positively homogeneous: every pre-activation is α × its value at x, so no unit
+    # switches on (0, 1] and IG = x ⊙ ∇F(x) exactly.
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Linear(6, 16, bias=False), nn.ReLU(), nn.Linear(16, 2, bias=False)
+    ).double()
+    x = rand(4, 6, seed=11).requires_grad_()
+    (grad,) = torch.autograd.grad(model(x)[:, 1].sum(), x)
+    exp = integrad.explain(model, x.detach(), target=1, method="exact")
+    assert exp.extras["regions"].tolist() == [1] * 4
+    torch.testing.assert_close(exp.attributions, x.detach() * grad, rtol=0, atol=1e-14)
+
+
 # -- against the oracle -------------------------------------------------------------
 
 
