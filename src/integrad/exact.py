@@ -133,7 +133,7 @@ class _Kinks:
     def record(self, z: torch.Tensor) -> _Data:
         """``(inputs, sides)``: -1 / +1 clearly below / above a kink, 0 on it (tolerance)."""
         tol = _tolerance(z.abs().amax(1).clamp_min(max(abs(v) for v in self.at))).unsqueeze(-1)
-        d = z.unsqueeze(-1) - torch.tensor(self.at, dtype=z.dtype)
+        d = z.unsqueeze(-1) - torch.tensor(self.at, dtype=z.dtype, device=z.device)
         sides = (d > tol).to(torch.int8) - (d < -tol).to(torch.int8)
         return z, sides.flatten(1)
 
@@ -144,7 +144,7 @@ class _Kinks:
 
     def crossings(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
         z, sides = data
-        at = torch.tensor(self.at, dtype=torch.float64)
+        at = torch.tensor(self.at, dtype=torch.float64, device=z.device)
         ds, de = z[ps].double().unsqueeze(-1) - at, z[pe].double().unsqueeze(-1) - at
         t = (ds / (ds - de)).flatten(1)
         return torch.where(sides[ps] * sides[pe] < 0, t, torch.nan)
@@ -323,8 +323,8 @@ def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tens
         done.append(seg.take(final))
         seg, first = seg.take(~final), first[~final]
         if seg.row.numel() == 0:
-            dtype = engine.problem.inputs[0].dtype
-            return _Segments.cat(done), f1.to(dtype), f0.to(dtype)
+            x = engine.problem.inputs[0]
+            return _Segments.cat(done), f1.to(x), f0.to(x)
         which, alpha = _switches(recorder, store, seg, first)
         new, new_values = _evaluate(engine, recorder, seg.row[which], alpha)
         seg, store = _split(seg, store, which, alpha, new, new_values)
@@ -341,7 +341,7 @@ def _evaluate(
     chunks, values = [], []
     for r, value in engine.forward_chunks(rows, alphas, before=recorder.begin):
         chunks.append(recorder.take(int(r.numel())))
-        values.append(value.double())
+        values.append(value.double().cpu())  # bookkeeping stays on the CPU
     store = [
         tuple(_cat(parts) for parts in zip(*(c[i] for c in chunks), strict=True))
         for i in range(len(recorder.calls))
@@ -356,7 +356,7 @@ def _cat(parts: Any, rows: list[torch.Tensor] | None = None) -> torch.Tensor:
     out = parts[0].new_empty((sum(int(r.numel()) for r in rows), *parts[0].shape[1:]))
     start = 0
     for part, r in zip(parts, rows, strict=True):
-        torch.index_select(part, 0, r, out=out[start : start + int(r.numel())])
+        torch.index_select(part, 0, r.to(part.device), out=out[start : start + int(r.numel())])
         start += int(r.numel())
     return out
 
@@ -366,7 +366,7 @@ def _first_difference(recorder: _Recorder, store: _Store, seg: _Segments) -> tor
     first = torch.full((int(seg.row.numel()),), -1)
     open_ = torch.arange(int(seg.row.numel()))
     for c, (_, kind) in enumerate(recorder.calls):
-        differs = kind.incompatible(store[c], seg.ps[open_], seg.pe[open_])
+        differs = kind.incompatible(store[c], seg.ps[open_], seg.pe[open_]).cpu()
         first[open_[differs]] = c
         open_ = open_[~differs]
     return first
@@ -386,8 +386,8 @@ def _switches(
         sel = (first == c).nonzero().squeeze(1)
         t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
         i, q = (~t.isnan()).nonzero(as_tuple=True)
-        found.append(sel[i])
-        ts.append(t[i, q])
+        found.append(sel[i.cpu()])
+        ts.append(t[i, q].cpu())
     which, t = torch.cat(found), torch.cat(ts)
     alpha = seg.s[which] + t * (seg.e - seg.s)[which]
     inside = (alpha > seg.s[which]) & (alpha < seg.e[which])
@@ -455,10 +455,10 @@ class _Slopes:
         r = self.rows[self.done : self.done + n]
         self.done += n
         slope = sum(
-            (g * d.index_select(0, r)).flatten(1).sum(1).double()
+            (g * d.index_select(0, r.to(d.device))).flatten(1).sum(1).double()
             for g, d in zip(grads, self.diffs, strict=True)
         )
-        self.parts.append(torch.as_tensor(slope))
+        self.parts.append(torch.as_tensor(slope).cpu())
         return grads
 
 
@@ -469,7 +469,7 @@ def _integrate(engine: Engine, seg: _Segments) -> tuple[tuple[torch.Tensor, ...]
     slopes = _Slopes(diffs, seg.row)
     length = seg.e - seg.s
     result = engine.gradients(seg.row, (seg.s + seg.e) / 2, length, transform=slopes)
-    slope, f_mid = torch.cat(slopes.parts), result.outputs.double()
+    slope, f_mid = torch.cat(slopes.parts), result.outputs.double().cpu()
     # Tolerance: ulps of the largest |F| and |dF/dα| seen on the example's path.
     size = torch.stack([seg.fs.abs(), seg.fe.abs(), f_mid.abs(), slope.abs()]).amax(0)
     scale = torch.zeros(problem.batch, dtype=torch.float64).scatter_reduce(0, seg.row, size, "amax")
