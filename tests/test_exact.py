@@ -387,6 +387,11 @@ def test_training_mode_plain_functions_and_unknown_layers_are_refused():
     bn = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.ReLU()).double()
     with pytest.raises(ValueError, match=r"module '1' \(BatchNorm1d\) is in training mode"):
         integrad.explain(bn, rand(2, 3), target=0, method="exact")
+    dropout = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Dropout(0.5), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"module '2' \(Dropout\) is in training mode"):
+        integrad.explain(dropout.double(), rand(2, 3), method="exact")
+    dropout.eval()  # eval-mode Dropout is the identity: accepted
+    assert integrad.explain(dropout.double(), rand(2, 3), method="exact").delta.abs().max() < 1e-12
     with pytest.raises(ValueError, match=r"forward_func to be an nn.Module.*function"):
         integrad.explain(lambda x: bn.eval()(x), rand(2, 3), target=0, method="exact")
 
