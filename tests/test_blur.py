@@ -121,7 +121,7 @@ def test_idgi_option_is_complete():
     exp = integrad.explain_blur(model, x, target=2, n_steps=12, max_sigma=10, idgi=True)
     assert exp.delta.abs().max() < 1e-12 and exp.extras["idgi"]
     assert exp.n_evals.tolist() == [12] * 3
-    assert exp.extras["n_forward"].tolist() == [13 + 2] * 3  # every level, then F at the ends
+    assert exp.n_forward.tolist() == [13 + 2] * 3  # every level, then F at the ends
 
 
 def test_deterministic_without_a_generator():

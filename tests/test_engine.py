@@ -168,3 +168,32 @@ def test_expanded_gradients_are_accumulated() -> None:
     x = torch.arange(12.0).reshape(2, 2, 3)
     exp = integrad.explain(lambda t: t.sum((1, 2)), x, n_steps=4)
     torch.testing.assert_close(exp.attributions, x)
+
+
+def test_forward_chunks_yield_each_chunk_after_its_own_forward():
+    model = make_model()
+    x, b = torch.rand(3, 4), torch.rand(3, 4)
+    problem = _engine.PathProblem(
+        model,
+        (x,),
+        (b,),
+        integrad._inputs.Target([0, 2, 1], 3),
+        integrad._inputs.ExtraArgs.of(None, 3),
+    )
+    seen: list[int] = []
+    handle = model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    try:
+        engine = _engine.Engine(problem, internal_batch_size=3)
+        rows = torch.tensor([2, 0, 1, 2, 0])
+        alphas = torch.tensor([0.0, 0.3, 0.5, 1.0, 0.9], dtype=torch.float64)
+        chunks = []
+        for r, values in engine.forward_chunks(rows, alphas, before=seen.clear):
+            chunks.append((r, values, list(seen)))
+    finally:
+        handle.remove()
+    assert [c[2] for c in chunks] == [[3], [2]]  # `before` ran right before each forward
+    torch.testing.assert_close(torch.cat([c[0] for c in chunks]), rows)
+    expected = _engine.Engine(problem, internal_batch_size=3).outputs(rows, alphas)
+    torch.testing.assert_close(torch.cat([c[1] for c in chunks]), expected)
+    assert engine.forwards.tolist() == [2, 1, 2]
+    assert engine.evals.tolist() == [0, 0, 0]

@@ -332,6 +332,30 @@ class Engine:
                 )
         return lambda part: tuple(p[part] for p in points)
 
+    def forward_chunks(
+        self,
+        rows: torch.Tensor,
+        alphas: torch.Tensor,
+        before: Callable[[], None] | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """As :meth:`outputs`, but yields each chunk's ``(rows, target outputs)`` in turn.
+
+        ``before`` is called right before each chunk's forward pass (after any memory
+        probe), so a caller whose hooks record what the model computes sees exactly one
+        chunk's records between ``before`` and the yield.
+        """
+        for part in self._chunks(int(rows.numel())):
+            r = rows[part]
+            if before is not None:
+                before()
+            with torch.no_grad():
+                out = self.problem.forward_func(
+                    *self.points(r, alphas[part]), *self.problem.extra.at(r)
+                )
+                value = self._select(out, r).detach()
+            self.forwards.index_add_(0, r, torch.ones_like(r))
+            yield r, value
+
     def gradients(
         self,
         rows: torch.Tensor,

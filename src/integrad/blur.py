@@ -86,6 +86,7 @@ def explain_blur(
         baselines=same_form(run.problem.baselines, run.was_tuple),
         target=target,
         baseline=f"blur(sigma={run.sigmas[-1]:g})",
+        n_forward=run.engine.forwards.clone(),
         extras={
             "max_sigma": max_sigma,
             "grad_step": grad_step,
@@ -93,7 +94,6 @@ def explain_blur(
             "idgi": idgi,
             "chunks": run.engine.chunks_run,
             "bytes_per_point": run.engine.bytes_per_point,
-            "n_forward": run.engine.forwards.clone(),
         },
     )
 

@@ -94,13 +94,13 @@ def explain_guided(
         baselines=same_form(problem.baselines, was_tuple),
         target=target,
         baseline=_baselines.describe(baselines),
+        n_forward=engine.forwards.clone(),
         extras={
             "fraction": fraction,
             "max_dist": max_dist,
             "idgi": idgi,
             "chunks": engine.chunks_run,
             "bytes_per_point": engine.bytes_per_point,
-            "n_forward": engine.forwards.clone(),
         },
     )
 

@@ -11,6 +11,7 @@ import torch
 from . import baselines as _baselines
 from ._engine import Engine, PathProblem
 from ._inputs import TargetType, TensorOrTuple, same_form
+from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
 from .quadrature import METHODS, check_method, rule
@@ -40,8 +41,11 @@ def explain(
     ``n_steps``-node rule ``method`` (see :mod:`integrad.quadrature`). Path points are
     evaluated in chunks that fit ``max_memory`` bytes (default 1 GiB); give
     ``internal_batch_size`` to use Captum's chunking instead. ``method="idgi"`` uses
-    IDGI (:mod:`integrad.idgi`) with ``n_steps`` intervals. The argument forms are
-    Captum's; ``baselines`` also takes the names and strategies of
+    IDGI (:mod:`integrad.idgi`) with ``n_steps`` intervals. ``method="exact"`` integrates
+    exactly, region by region, for models of affine layers and ReLU-like activations or
+    MaxPool (:mod:`integrad.exact`): ``n_steps`` is ignored, ``Explanation.n_steps`` holds
+    the most regions any example crossed and ``extras["regions"]`` each one's. The
+    argument forms are Captum's; ``baselines`` also takes the names and strategies of
     :mod:`integrad.baselines`.
 
     With ``tolerance``, each example is integrated until its estimated relative L2
@@ -81,7 +85,7 @@ def explain(
         baseline_output=baseline_output,
         n_evals=run.engine.evals.clone(),
         method=method if tol is None else f"tolerance:{tol.ladder}",
-        n_steps=n_steps if tol is None else int(tol.points.max()),
+        n_steps=run.n_steps if tol is None else int(tol.points.max()),
         inputs=same_form(run.problem.inputs, run.was_tuple),
         baselines=same_form(run.problem.baselines, run.was_tuple),
         target=target,
@@ -95,6 +99,7 @@ def explain(
             "chunks": run.engine.chunks_run,
             "bytes_per_point": run.engine.bytes_per_point,
             **({} if tol is None else {"points": tol.points}),
+            **run.extras,
         },
     )
 
@@ -117,10 +122,12 @@ class _Run:
         max_steps: int | None = None,
     ) -> None:
         _check_tolerance(tolerance, max_steps, method)
-        if method != "idgi":
+        if method == "exact":
+            check_model(forward_func)
+        elif method != "idgi":
             if method not in METHODS:
                 raise ValueError(
-                    f"method={method!r} is not known; choose one of {[*METHODS, 'idgi']}"
+                    f"method={method!r} is not known; choose one of {[*METHODS, 'idgi', 'exact']}"
                 )
             check_method(method, n_steps)
         self.problem, self.was_tuple = PathProblem.build(
@@ -132,12 +139,20 @@ class _Run:
         )
         self._ends: tuple[torch.Tensor, torch.Tensor] | None = None
         self.tolerated: Tolerated | None = None
+        self.n_steps = n_steps
+        self.extras: dict[str, Any] = {}
         if tolerance is not None:
             self.tolerated = integrate_to_tolerance(
                 self.engine, tolerance, DEFAULT_MAX_STEPS if max_steps is None else max_steps
             )
             self.grads = self.tolerated.grads
             self._ends = (self.tolerated.output, self.tolerated.baseline_output)
+        elif method == "exact":
+            # Exact up to rounding: n_steps is replaced by the regions crossed.
+            self.grads, output, baseline_output, regions = exact(self.engine)
+            self._ends = (output, baseline_output)
+            self.n_steps = int(regions.max())
+            self.extras["regions"] = regions
         elif method == "idgi":
             # IDGI's attributions already carry the output change: nothing to multiply.
             self.integrated, *ends = idgi(self.engine, n_steps)
