@@ -6,7 +6,7 @@
 torch.Size([2])
 """
 
-from . import baselines, quadrature
+from . import baselines, quadrature, text
 from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
 from .gradients import InputXGradient, Saliency
@@ -27,5 +27,6 @@ __all__ = [
     "baselines",
     "explain",
     "quadrature",
+    "text",
 ]
 __version__ = "0.1.0"

@@ -271,6 +271,10 @@ class Engine:
         index = self._flat_target.to(output.device).index_select(0, rows.to(output.device))
         return flat.gather(1, index.unsqueeze(1)).squeeze(1)
 
+    def target_values(self, output: object, rows: torch.Tensor) -> torch.Tensor:
+        """The target output, detached, from a ``forward_func`` output for examples ``rows``."""
+        return self._select(output, rows).detach()
+
     def integrate(self, quad: Rule) -> tuple[torch.Tensor, ...]:
         """Per example, the rule's weighted sum of gradients along the whole path.
 
