@@ -226,7 +226,7 @@ def test_matches_captum_on_minilm(minilm_batch, layer_name, to_input):
     model, ids, mask, base = minilm_batch
     layer = model.get_submodule(layer_name)
     forward = mean_pooled(model)
-    kwargs = dict(baselines=base, target=5, additional_forward_args=(mask,), n_steps=8)
+    kwargs = dict(baselines=base, target=5, additional_forward_args=(mask,), n_steps=16)
     kwargs.update(attribute_to_layer_input=to_input, return_convergence_delta=True)
     lig = integrad.LayerIntegratedGradients(forward, layer)
     ours, d_ours = lig.attribute(ids, **kwargs)

@@ -14,9 +14,14 @@ passed there reaches the model unchanged).
 Upstream reuse. Captum re-runs the whole model on every path point to reach the
 layer, although nothing upstream of the layer changes along the path. Here each
 example's path is evaluated in chunks of its own points, and the model is run on
-that example's single row: the hook then returns the chunk's path points in place of
-the one-row activation, so everything upstream runs once per chunk instead of once
-per point. Downstream code that mixes a one-row upstream tensor with the path
+that example's single row of ``inputs`` (``additional_forward_args`` keep one row
+per point): the hook then returns the chunk's path points in place of the one-row
+activation, so everything upstream runs once per chunk instead of once per point.
+When ``n_steps`` is under half the engine's chunk size, per-example chunks would run
+at a poorer rate than the upstream saves, and the path is evaluated as in Captum
+(several examples per chunk, upstream recomputed), except for a single example.
+
+Downstream code that mixes a one-row upstream tensor with the path
 points broadcasts it, which is what a per-point run computes. A model whose
 downstream computation depends on the batch shape seen upstream (a reshape with a
 batch size read from the inputs, say) is caught before it matters: the first chunk
@@ -59,8 +64,10 @@ class LayerIntegratedGradients:
     ``F(inputs) - F(baselines)``.
 
     ``reuse_upstream`` (keyword, default True) evaluates everything upstream of the
-    layer once per chunk instead of once per path point (see the module docstring);
-    after a call, ``reused_upstream`` says whether it did.
+    layer once per chunk instead of once per path point where that is safe and pays
+    (see the module docstring); after a call, ``reused_upstream`` says whether it did.
+    Listed layers are swapped independently: a layer whose output only feeds another
+    listed layer gets zero attributions (Captum raises there).
 
     >>> import torch, integrad
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
@@ -140,13 +147,15 @@ class LayerIntegratedGradients:
         model_args = ExtraArgs.of((torch.arange(batch), *xs, *extra.args), batch)
         quad = rule(method, n_steps)
 
-        def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine]:
+        def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine, bool]:
             evaluate = _Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
             problem = PathProblem(evaluate, flat_x, flat_b, target_, model_args)
             engine = Engine(problem, max_memory=max_memory, internal_batch_size=internal_batch_size)
-            if not reuse:
-                return engine.integrate(quad), engine
-            # One example per engine call: every chunk then holds a single distinct row.
+            # One example per engine call makes every chunk hold a single distinct row,
+            # unless that would cut the chunks well below the engine's choice (a slower
+            # rate than the upstream saves). With one example, every chunk has one row.
+            if not reuse or batch == 1 or 2 * quad.n < engine.chunk_points():
+                return engine.integrate(quad), engine, evaluate.reused
             sums = [torch.zeros_like(t) for t in flat_x]
             for row in range(batch):
                 part = engine.gradients(
@@ -154,17 +163,12 @@ class LayerIntegratedGradients:
                 ).sums
                 for acc, s in zip(sums, part, strict=True):
                     acc.add_(s)
-            return tuple(sums), engine
+            return tuple(sums), engine, evaluate.reused
 
-        self.reused_upstream = False
-        if reuse_upstream:
-            try:
-                grads, engine = run(reuse=True)
-                self.reused_upstream = True
-            except _NotReusable:
-                grads, engine = run(reuse=False)
-        else:
-            grads, engine = run(reuse=False)
+        try:
+            grads, engine, self.reused_upstream = run(reuse=reuse_upstream)
+        except _NotReusable:
+            grads, engine, self.reused_upstream = run(reuse=False)
 
         integrated = tuple(g * (x - b) for g, x, b in zip(grads, flat_x, flat_b, strict=True))
         chosen = integrated if self.multiply_by_inputs else grads
@@ -273,6 +277,8 @@ class _Evaluate:
         self.n_inputs = n_inputs
         self.reuse = reuse
         self.checked = False
+        self.reused = False
+        """Whether any chunk ran the upstream on one row."""
 
     def __call__(self, *args: Any) -> Any:
         points, row_ids, model_args = (
@@ -298,6 +304,7 @@ class _Evaluate:
             if not isinstance(reference, torch.Tensor) or not _close(out.detach(), reference):
                 raise _NotReusable
             self.checked = True
+        self.reused = True
         return out
 
     def _plain(self, points: Sequence[torch.Tensor], model_args: tuple[Any, ...]) -> Any:
