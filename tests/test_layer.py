@@ -173,6 +173,7 @@ def test_upstream_reuse_falls_back_when_the_model_depends_on_the_batch(model_typ
     lig = integrad.LayerIntegratedGradients(model, model.layer)
     ours = lig.attribute(x, target=1, n_steps=10)
     assert lig.reused_upstream is False
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     theirs = CaptumLIG(model, model.layer).attribute(x, target=1, n_steps=10)
     torch.testing.assert_close(ours, theirs)
 
@@ -217,12 +218,17 @@ def minilm_batch(minilm):
 
 
 @pytest.mark.parametrize(
-    ("layer_name", "to_input"),
-    [("embeddings.word_embeddings", False), ("embeddings.LayerNorm", True)],
+    ("layer_name", "to_input", "reused"),
+    [
+        ("embeddings.word_embeddings", False, False),
+        ("embeddings.LayerNorm", True, False),
+        ("encoder.layer.3", False, True),
+    ],
 )
-def test_matches_captum_on_minilm(minilm_batch, layer_name, to_input):
+def test_matches_captum_on_minilm(minilm_batch, layer_name, to_input, reused):
     # The word embedding's input is token ids (nothing to interpolate): the input-side
     # check uses the LayerNorm's input, the sum of word, position and type embeddings.
+    # Only lookups run before either, so the upstream is reused only at the deep layer.
     model, ids, mask, base = minilm_batch
     layer = model.get_submodule(layer_name)
     forward = mean_pooled(model)
@@ -230,10 +236,13 @@ def test_matches_captum_on_minilm(minilm_batch, layer_name, to_input):
     kwargs.update(attribute_to_layer_input=to_input, return_convergence_delta=True)
     lig = integrad.LayerIntegratedGradients(forward, layer)
     ours, d_ours = lig.attribute(ids, **kwargs)
-    assert lig.reused_upstream is True
+    assert lig.reused_upstream is reused
     theirs, d_theirs = CaptumLIG(forward, layer).attribute(ids, **kwargs)
     assert ours.shape == (*ids.shape, 384)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    if reused:
+        plain = lig.attribute(ids, reuse_upstream=False, **kwargs)[0]
+        torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(d_ours, d_theirs, rtol=1e-3, atol=1e-5)
 
 

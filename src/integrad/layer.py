@@ -17,9 +17,11 @@ example's path is evaluated in chunks of its own points, and the model is run on
 that example's single row of ``inputs`` (``additional_forward_args`` keep one row
 per point): the hook then returns the chunk's path points in place of the one-row
 activation, so everything upstream runs once per chunk instead of once per point.
-When ``n_steps`` is under half the engine's chunk size, per-example chunks would run
-at a poorer rate than the upstream saves, and the path is evaluated as in Captum
-(several examples per chunk, upstream recomputed), except for a single example.
+The path is evaluated as in Captum (several examples per chunk, upstream recomputed)
+when there is nothing to save (no module with weights other than an embedding runs
+before the layer, as at a transformer's word embeddings) or when ``n_steps`` is under
+half the engine's chunk size (per-example chunks would then run at a poorer rate than
+the upstream saves).
 
 Downstream code that mixes a one-row upstream tensor with the path
 points broadcasts it, which is what a per-point run computes. A model whose
@@ -131,8 +133,8 @@ class LayerIntegratedGradients:
         extra = ExtraArgs.of(additional_forward_args, batch)
         warn_if_training(self.forward_func)
         layers = self.layer if isinstance(self.layer, list) else [self.layer]
-        act_x, out_x = self._record(xs, extra.args, attribute_to_layer_input)
-        act_b, out_b = self._record(bs, extra.args, attribute_to_layer_input)
+        act_x, out_x, upstream = self._record(xs, extra.args, attribute_to_layer_input)
+        act_b, out_b, _ = self._record(bs, extra.args, attribute_to_layer_input)
         counts = [len(a) for a in act_x]
         flat_x = tuple(t for acts in act_x for t in acts)
         flat_b = tuple(t for acts in act_b for t in acts)
@@ -165,8 +167,9 @@ class LayerIntegratedGradients:
                     acc.add_(s)
             return tuple(sums), engine, evaluate.reused
 
+        # Nothing but lookups upstream (a word embedding): nothing to save.
         try:
-            grads, engine, self.reused_upstream = run(reuse=reuse_upstream)
+            grads, engine, self.reused_upstream = run(reuse=reuse_upstream and upstream > 0)
         except _NotReusable:
             grads, engine, self.reused_upstream = run(reuse=False)
 
@@ -188,19 +191,28 @@ class LayerIntegratedGradients:
 
     def _record(
         self, xs: tuple[torch.Tensor, ...], extra: tuple[Any, ...], layer_input: bool
-    ) -> tuple[list[tuple[torch.Tensor, ...]], Any]:
-        """Each layer's activation when the model runs on ``xs``, and the model output."""
+    ) -> tuple[list[tuple[torch.Tensor, ...]], Any, int]:
+        """Each layer's activation when the model runs on ``xs``, the model output, and
+        how many weighted modules (not embedding lookups) ran before the first activation."""
         layers = self.layer if isinstance(self.layer, list) else [self.layer]
         seen: list[list[Any]] = [[] for _ in layers]
+        ran = [0]
+        upstream: list[int] = []
         handles = []
 
         def keeper(i: int) -> Callable[..., None]:
             def keep(_: nn.Module, args: tuple[Any, ...], output: Any = None) -> None:
                 seen[i].append(args if layer_input else output)
+                upstream.append(ran[0])
 
             return keep
 
+        def count(m: nn.Module, _args: Any, _out: Any) -> None:
+            if not isinstance(m, nn.Embedding) and next(m.children(), None) is None:
+                ran[0] += next(m.parameters(recurse=False), None) is not None
+
         try:
+            handles.append(nn.modules.module.register_module_forward_hook(count))
             for i, m in enumerate(layers):
                 hook = keeper(i)
                 handles.append(
@@ -226,7 +238,7 @@ class LayerIntegratedGradients:
                     "attribution needs a layer that runs once per forward"
                 )
             acts.append(_as_tensors(values[0], where, layer_input))
-        return acts, output
+        return acts, output, min(upstream)
 
     @staticmethod
     def _check_activations(
