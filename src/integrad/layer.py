@@ -6,26 +6,70 @@ path point a forward hook swaps the point in for the layer's activation while th
 rest of the model runs as usual. Everything else — chunking, targets, extra
 arguments, state restoration — is the shared engine's. Hooks are removed in
 ``finally`` blocks, also when the model raises.
+
+Inputs may be token ids (any integer dtype): only the layer's activations are
+interpolated, never the inputs or ``additional_forward_args`` (an attention mask
+passed there reaches the model unchanged).
+
+Upstream reuse. Captum re-runs the whole model on every path point to reach the
+layer, although nothing upstream of the layer changes along the path. Here each
+example's path is evaluated in chunks of its own points, and the model is run on
+that example's single row of ``inputs`` (``additional_forward_args`` keep one row
+per point): the hook then returns the chunk's path points in place of the one-row
+activation, so everything upstream runs once per chunk instead of once per point.
+The path is evaluated as in Captum (several examples per chunk, upstream recomputed)
+when there is nothing to save (no module with weights other than an embedding runs
+before the layer, as at a transformer's word embeddings) or when ``n_steps`` is under
+half the engine's chunk size (per-example chunks would then run at a poorer rate than
+the upstream saves).
+
+Downstream code that mixes a one-row upstream tensor with the path
+points broadcasts it, which is what a per-point run computes. A model whose
+downstream computation depends on the batch shape seen upstream (a reshape with a
+batch size read from the inputs, say) is caught before it matters: the first chunk
+is checked against the plain per-point run (forward only), and any mismatch or
+error in the one-row run switches the whole call to the plain recompute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._engine import Engine, PathProblem
-from ._inputs import ExtraArgs, TargetType, TensorOrTuple
+from ._engine import Engine, PathProblem, warn_if_training
+from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, check_finite
+from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
 
 __all__ = ["LayerIntegratedGradients"]
 
+LayerAttributions = TensorOrTuple | list[TensorOrTuple]
+
+
+class _NotReusable(Exception):
+    """The one-row upstream run differs from the plain run: recompute instead."""
+
 
 class LayerIntegratedGradients:
     """Captum-compatible layer IG on the integrad engine.
+
+    ``layer`` is a module or a list of modules; for a list, all layers' activations
+    move together on one path and the result is a list with one entry per layer. A
+    layer whose output (or positional inputs, with ``attribute_to_layer_input``) is
+    a tuple of tensors gets a tuple of attributions. The convergence delta is in
+    terms of the model's output: the sum of all attributions minus
+    ``F(inputs) - F(baselines)``.
+
+    ``reuse_upstream`` (keyword, default True) evaluates everything upstream of the
+    layer once per chunk instead of once per path point where that is safe and pays
+    (see the module docstring); after a call, ``reused_upstream`` says whether it did.
+    Listed layers are swapped independently: a layer whose output only feeds another
+    listed layer gets zero attributions (Captum raises there).
 
     >>> import torch, integrad
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
@@ -35,15 +79,29 @@ class LayerIntegratedGradients:
     """
 
     def __init__(
-        self, forward_func: Callable[..., Any], layer: nn.Module, multiply_by_inputs: bool = True
+        self,
+        forward_func: Callable[..., Any],
+        layer: nn.Module | list[nn.Module],
+        multiply_by_inputs: bool = True,
     ) -> None:
         if not callable(forward_func):
             raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
-        if not isinstance(layer, nn.Module):
-            raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+        layers = layer if isinstance(layer, list) else [layer]
+        if not layers:
+            raise ValueError("layer is an empty list; pass a module or a list of modules")
+        for i, m in enumerate(layers):
+            if not isinstance(m, nn.Module):
+                where = f"layer[{i}]" if isinstance(layer, list) else "layer"
+                raise TypeError(f"{where} must be a torch.nn.Module, got {type(m).__name__}")
         self.forward_func = forward_func
         self.layer = layer
         self.multiply_by_inputs = multiply_by_inputs
+        self.reused_upstream: bool | None = None
+        """Whether the last call evaluated the upstream once per chunk (None before a call)."""
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self.multiply_by_inputs
 
     def has_convergence_delta(self) -> bool:
         return True
@@ -61,82 +119,351 @@ class LayerIntegratedGradients:
         attribute_to_layer_input: bool = False,
         *,
         max_memory: int | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Attributions shaped like the layer's output (or input); delta in model outputs."""
+        reuse_upstream: bool = True,
+    ) -> LayerAttributions | tuple[LayerAttributions, torch.Tensor]:
+        """Attributions shaped like the layer's output (or input); delta in model outputs.
+
+        ``inputs`` may hold integer token ids; ``baselines`` then are token ids too
+        (see :func:`integrad.text.token_baselines`).
+        """
         check_method(method, n_steps)
-        problem, _ = PathProblem.build(
-            self.forward_func, inputs, baselines, target, additional_forward_args
-        )
-        extra = problem.extra.args
-        act_x = self._record(problem.inputs, extra, attribute_to_layer_input)
-        act_base = self._record(problem.baselines, extra, attribute_to_layer_input)
-        batch = problem.batch
-        if act_x.shape[0] != batch:
-            raise ValueError(
-                f"the layer's {'input' if attribute_to_layer_input else 'output'} has shape "
-                f"{tuple(act_x.shape)}; its first dimension must be the batch ({batch})"
-            )
+        xs, bs = _model_inputs(inputs, baselines)
+        batch = int(xs[0].shape[0])
+        target_ = Target(target, batch)
+        extra = ExtraArgs.of(additional_forward_args, batch)
+        warn_if_training(self.forward_func)
+        layers = self.layer if isinstance(self.layer, list) else [self.layer]
+        act_x, out_x, upstream = self._record(xs, extra.args, attribute_to_layer_input)
+        act_b, out_b, _ = self._record(bs, extra.args, attribute_to_layer_input)
+        counts = [len(a) for a in act_x]
+        flat_x = tuple(t for acts in act_x for t in acts)
+        flat_b = tuple(t for acts in act_b for t in acts)
+        self._check_activations(flat_x, flat_b, counts, batch, attribute_to_layer_input)
+        spans = [sum(counts[:i]) for i in range(len(counts) + 1)]
 
-        def swapped(point: torch.Tensor, *rest: Any) -> Any:
-            with self._swap(point, attribute_to_layer_input):
-                return self.forward_func(*rest)
+        @contextmanager
+        def swapped(points: Sequence[torch.Tensor]) -> Iterator[None]:
+            with _swap(layers, points, spans, attribute_to_layer_input):
+                yield
 
-        layer_problem = PathProblem(
-            swapped,
-            (act_x,),
-            (act_base,),
-            problem.target,
-            ExtraArgs.of((*problem.inputs, *extra), batch),
+        model_args = ExtraArgs.of((torch.arange(batch), *xs, *extra.args), batch)
+        quad = rule(method, n_steps)
+
+        def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine, bool]:
+            evaluate = _Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
+            problem = PathProblem(evaluate, flat_x, flat_b, target_, model_args)
+            engine = Engine(problem, max_memory=max_memory, internal_batch_size=internal_batch_size)
+            # One example per engine call makes every chunk hold a single distinct row,
+            # unless that would cut the chunks well below the engine's choice (a slower
+            # rate than the upstream saves). With one example, every chunk has one row.
+            if not reuse or batch == 1 or 2 * quad.n < engine.chunk_points():
+                return engine.integrate(quad), engine, evaluate.reused
+            sums = [torch.zeros_like(t) for t in flat_x]
+            for row in range(batch):
+                part = engine.gradients(
+                    torch.full((quad.n,), row, dtype=torch.long), quad.alphas, quad.weights
+                ).sums
+                for acc, s in zip(sums, part, strict=True):
+                    acc.add_(s)
+            return tuple(sums), engine, evaluate.reused
+
+        # Nothing but lookups upstream (a word embedding): nothing to save.
+        try:
+            grads, engine, self.reused_upstream = run(reuse=reuse_upstream and upstream > 0)
+        except _NotReusable:
+            grads, engine, self.reused_upstream = run(reuse=False)
+
+        integrated = tuple(g * (x - b) for g, x, b in zip(grads, flat_x, flat_b, strict=True))
+        chosen = integrated if self.multiply_by_inputs else grads
+        per_layer: list[TensorOrTuple] = [
+            chosen[spans[i]] if counts[i] == 1 else tuple(chosen[spans[i] : spans[i + 1]])
+            for i in range(len(layers))
+        ]
+        attributions: LayerAttributions = (
+            per_layer if isinstance(self.layer, list) else per_layer[0]
         )
-        engine = Engine(
-            layer_problem, max_memory=max_memory, internal_batch_size=internal_batch_size
-        )
-        grads = engine.integrate(rule(method, n_steps))[0]
-        integrated = grads * (act_x - act_base)
-        attributions = integrated if self.multiply_by_inputs else grads
         if not return_convergence_delta:
             return attributions
-        output, baseline_output = Engine(problem).ends()
-        change = output - baseline_output
-        return attributions, integrated.reshape(batch, -1).sum(1).to(change.dtype) - change
+        rows = torch.arange(batch)
+        change = engine.target_values(out_x, rows) - engine.target_values(out_b, rows)
+        total = sum(a.reshape(batch, -1).sum(1).to(change.dtype) for a in integrated)
+        return attributions, total - change
 
     def _record(
         self, xs: tuple[torch.Tensor, ...], extra: tuple[Any, ...], layer_input: bool
-    ) -> torch.Tensor:
-        """The layer's activation when the model runs on ``xs`` (no gradients)."""
-        seen: list[torch.Tensor] = []
+    ) -> tuple[list[tuple[torch.Tensor, ...]], Any, int]:
+        """Each layer's activation when the model runs on ``xs``, the model output, and
+        how many weighted modules (not embedding lookups) ran before the first activation."""
+        layers = self.layer if isinstance(self.layer, list) else [self.layer]
+        seen: list[list[Any]] = [[] for _ in layers]
+        ran = [0]
+        upstream: list[int] = []
+        handles = []
 
-        def keep(_: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            seen.append(_single(args if layer_input else output, layer_input))
+        def keeper(i: int) -> Callable[..., None]:
+            def keep(_: nn.Module, args: tuple[Any, ...], output: Any = None) -> None:
+                seen[i].append(args if layer_input else output)
+                upstream.append(ran[0])
 
-        handle = self.layer.register_forward_hook(keep)
+            return keep
+
+        def count(m: nn.Module, _args: Any, _out: Any) -> None:
+            if not isinstance(m, nn.Embedding) and next(m.children(), None) is None:
+                ran[0] += next(m.parameters(recurse=False), None) is not None
+
         try:
+            handles.append(nn.modules.module.register_module_forward_hook(count))
+            for i, m in enumerate(layers):
+                hook = keeper(i)
+                handles.append(
+                    m.register_forward_pre_hook(hook)
+                    if layer_input
+                    else m.register_forward_hook(hook)
+                )
             with torch.no_grad():
-                self.forward_func(*xs, *extra)
+                output = self.forward_func(*xs, *extra)
         finally:
-            handle.remove()
-        if not seen:
-            raise ValueError("layer was not called by forward_func; pass a layer the model uses")
-        return seen[0].detach()
+            for h in handles:
+                h.remove()
+        acts = []
+        for i, values in enumerate(seen):
+            where = f"layer[{i}]" if isinstance(self.layer, list) else "layer"
+            if not values:
+                raise ValueError(
+                    f"{where} was not called by forward_func; pass a layer the model uses"
+                )
+            if len(values) > 1:
+                raise ValueError(
+                    f"{where} was called {len(values)} times in one forward pass; layer "
+                    "attribution needs a layer that runs once per forward"
+                )
+            acts.append(_as_tensors(values[0], where, layer_input))
+        return acts, output, min(upstream)
 
-    @contextmanager
-    def _swap(self, point: torch.Tensor, layer_input: bool) -> Iterator[None]:
-        if layer_input:
-            handle = self.layer.register_forward_pre_hook(lambda m, args: (point, *args[1:]))
-        else:
-            handle = self.layer.register_forward_hook(lambda m, args, output: point)
-        try:
-            yield
-        finally:
-            handle.remove()
+    @staticmethod
+    def _check_activations(
+        flat_x: tuple[torch.Tensor, ...],
+        flat_b: tuple[torch.Tensor, ...],
+        counts: list[int],
+        batch: int,
+        layer_input: bool,
+    ) -> None:
+        kind = "input" if layer_input else "output"
+        if len(flat_x) != len(flat_b):
+            raise ValueError(
+                f"the layers' {kind}s have a different structure for inputs and baselines"
+            )
+        for x, b in zip(flat_x, flat_b, strict=True):
+            if x.dim() == 0 or x.shape[0] != batch:
+                raise ValueError(
+                    f"the layer's {kind} has shape {tuple(x.shape)}; its first dimension "
+                    f"must be the batch ({batch})"
+                )
+            if x.shape != b.shape:
+                raise ValueError(
+                    f"the layer's {kind} has shape {tuple(x.shape)} for the inputs but "
+                    f"{tuple(b.shape)} for the baselines; they must match"
+                )
 
 
-def _single(value: Any, layer_input: bool) -> torch.Tensor:
-    if isinstance(value, tuple) and len(value) >= 1 and layer_input:
-        value = value[0]
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(
-            f"the layer's {'input' if layer_input else 'output'} is a "
-            f"{type(value).__name__}; layer attribution needs a single tensor"
+class _Evaluate:
+    """The model at path points ``(*points, row_ids, *model_args)`` with the points swapped in.
+
+    With ``reuse``, a chunk whose points all belong to one example gets that example's
+    row of the inputs only (``additional_forward_args``, such as an attention mask
+    used downstream, keep one row per point); the first such chunk is checked against
+    the plain run.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        swapped: Callable[[Sequence[torch.Tensor]], Any],
+        n_points: int,
+        n_inputs: int,
+        reuse: bool,
+    ) -> None:
+        self.forward_func = forward_func
+        self.swapped = swapped
+        self.n_points = n_points
+        self.n_inputs = n_inputs
+        self.reuse = reuse
+        self.checked = False
+        self.reused = False
+        """Whether any chunk ran the upstream on one row."""
+
+    def __call__(self, *args: Any) -> Any:
+        points, row_ids, model_args = (
+            args[: self.n_points],
+            args[self.n_points],
+            args[self.n_points + 1 :],
         )
-    return value
+        n = int(row_ids.shape[0])
+        if not self.reuse or n == 1 or bool((row_ids != row_ids[0]).any()):
+            with self.swapped(points):
+                return self.forward_func(*model_args)
+        one = tuple(a[:1] for a in model_args[: self.n_inputs]) + model_args[self.n_inputs :]
+        try:
+            with self.swapped(points):
+                out = self.forward_func(*one)
+        except Exception as error:
+            self._plain(points, model_args)  # the model's own error propagates from here
+            raise _NotReusable from error
+        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != n:
+            raise _NotReusable
+        if not self.checked:
+            reference = self._plain(points, model_args)
+            if not isinstance(reference, torch.Tensor) or not _close(out.detach(), reference):
+                raise _NotReusable
+            self.checked = True
+        self.reused = True
+        return out
+
+    def _plain(self, points: Sequence[torch.Tensor], model_args: tuple[Any, ...]) -> Any:
+        with torch.no_grad(), self.swapped([p.detach() for p in points]):
+            return self.forward_func(*model_args)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if not a.is_floating_point():
+        return bool(torch.equal(a, b))
+    # Per-row results can differ in the last bits with the batch size (kernel blocking);
+    # a run that mixes examples or path points differs at the level of the values.
+    rtol = 1e-9 if a.dtype == torch.float64 else 1e-4
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    return bool(torch.allclose(a, b, rtol=rtol, atol=rtol * max(scale, 1e-30), equal_nan=True))
+
+
+@contextmanager
+def _swap(
+    layers: list[nn.Module], points: Sequence[torch.Tensor], spans: list[int], layer_input: bool
+) -> Iterator[None]:
+    """Hooks that replace each layer's output (or positional inputs) by its path points."""
+    handles = []
+
+    def replacement(i: int, original: Any) -> Any:
+        mine = iter(points[spans[i] : spans[i + 1]])
+        if not isinstance(original, (tuple, list)):
+            return next(mine)
+        swapped = [next(mine) if _attributable(t) else t for t in original]
+        return swapped if isinstance(original, list) else tuple(swapped)
+
+    try:
+        for i, m in enumerate(layers):
+            if layer_input:
+                handles.append(
+                    m.register_forward_pre_hook(lambda _m, args, i=i: replacement(i, tuple(args)))
+                )
+            else:
+                handles.append(
+                    m.register_forward_hook(lambda _m, _args, out, i=i: replacement(i, out))
+                )
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _attributable(t: object) -> bool:
+    return isinstance(t, torch.Tensor) and t.is_floating_point()
+
+
+def _as_tensors(value: Any, where: str, layer_input: bool) -> tuple[torch.Tensor, ...]:
+    """The floating-point tensors of a layer's output or positional inputs.
+
+    Other entries (None, masks, ids) are not on the path: they pass through unchanged.
+    """
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    tensors = tuple(t.detach() for t in items if _attributable(t))
+    if not tensors:
+        kind = "positional inputs" if layer_input else "output"
+        found = ", ".join(
+            f"{type(t).__name__}({t.dtype})" if isinstance(t, torch.Tensor) else type(t).__name__
+            for t in items
+        )
+        raise ValueError(
+            f"the {kind} of {where} holds no floating-point tensor ({found or 'nothing'}); "
+            "the path needs floating-point activations (attribute to an embedding's output "
+            "rather than its token-id input)"
+        )
+    return tensors
+
+
+def _model_inputs(
+    inputs: object, baselines: object
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Inputs of any real dtype (token ids included) and baselines of the same dtypes."""
+    was_tuple = isinstance(inputs, tuple)
+    items = inputs if isinstance(inputs, tuple) else (inputs,)
+    if not items:
+        raise ValueError("inputs is an empty tuple; pass a tensor or a tuple of tensors")
+    xs = []
+    for i, x in enumerate(items):
+        where = f"inputs[{i}]" if was_tuple else "inputs"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{where} must be a torch.Tensor, got {type(x).__name__}")
+        if x.is_complex():
+            raise TypeError(f"{where} has complex dtype {x.dtype}; only real inputs are supported")
+        if x.dim() == 0:
+            raise ValueError(f"{where} is a scalar; inputs need a leading batch dimension")
+        if x.is_floating_point():
+            check_finite(x, where)
+        xs.append(x.detach())
+    batch = xs[0].shape[0]
+    for i, x in enumerate(xs):
+        if x.shape[0] != batch:
+            raise ValueError(
+                f"inputs must share the batch size; inputs[{i}] has {x.shape[0]} rows but "
+                f"inputs[0] has {batch}"
+            )
+    if batch == 0:
+        raise ValueError("inputs have batch size 0; there is nothing to attribute")
+    if all(x.is_floating_point() for x in xs):
+        return tuple(xs), resolve_baselines(baselines, tuple(xs), was_tuple)
+    if callable(baselines) and not isinstance(baselines, torch.Tensor):
+        baselines = baselines(tuple(xs) if was_tuple else xs[0])
+    specs = baselines if isinstance(baselines, tuple) else (baselines,) * len(xs)
+    if len(specs) != len(xs):
+        raise ValueError(
+            f"baselines has {len(specs)} entries but inputs has {len(xs)}; give one per input"
+        )
+    out = []
+    for i, (spec, x) in enumerate(zip(specs, xs, strict=True)):
+        where = f"baselines[{i}]" if was_tuple else "baselines"
+        if x.is_floating_point():
+            out.append(resolve_baselines(spec, (x,), False)[0])
+        else:
+            out.append(_discrete_baseline(spec, x, where))
+    return tuple(xs), tuple(out)
+
+
+def _discrete_baseline(spec: object, x: torch.Tensor, where: str) -> torch.Tensor:
+    """Baseline for integer (e.g. token-id) inputs: None (zeros), an int or a tensor."""
+    if spec is None:
+        return torch.zeros_like(x)
+    if isinstance(spec, bool) or not isinstance(spec, (int, float, torch.Tensor)):
+        raise TypeError(
+            f"{where} for integer inputs of dtype {x.dtype} must be None, an int or a tensor "
+            f"of ids, got {type(spec).__name__}"
+        )
+    if isinstance(spec, float) and not (math.isfinite(spec) and spec.is_integer()):
+        raise ValueError(f"{where} is {spec}; integer inputs need an integer baseline")
+    if isinstance(spec, torch.Tensor) and spec.is_floating_point():
+        raise TypeError(
+            f"{where} has dtype {spec.dtype} but the inputs are {x.dtype}; pass baseline ids "
+            "of an integer dtype"
+        )
+    if isinstance(spec, (int, float)):
+        return torch.full_like(x, int(spec))
+    try:
+        shape = torch.broadcast_shapes(spec.shape, x.shape)
+    except RuntimeError:
+        shape = None
+    if shape != x.shape:
+        raise ValueError(
+            f"{where} of shape {tuple(spec.shape)} does not broadcast to the input's shape "
+            f"{tuple(x.shape)}; use the input's shape, or 1 for the batch dimension"
+        )
+    return spec.detach().to(device=x.device, dtype=x.dtype).expand(x.shape).contiguous()
