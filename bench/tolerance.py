@@ -42,13 +42,15 @@ def meets(err: torch.Tensor, gap: torch.Tensor, tol: float) -> bool:
     )
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def median_times(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each contender, runs alternating so that load drifts hit all alike."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in contenders.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def describe(name: str, err: torch.Tensor, gap: torch.Tensor, cost: float) -> str:
@@ -61,7 +63,8 @@ def describe(name: str, err: torch.Tensor, gap: torch.Tensor, cost: float) -> st
 
 
 def digits(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    model = demo.train_digits_cnn(cache=Path("out/demo/digits_cnn.pt")).double()
+    cache = Path(__file__).resolve().parent.parent / "out" / "demo" / "digits_cnn.pt"
+    model = demo.train_digits_cnn(cache=cache).double()
     _, _, x_test, _ = demo.digits_data()
     x = x_test[: args.examples].double()
     with torch.no_grad():
@@ -124,15 +127,15 @@ def run_digits(args: argparse.Namespace) -> None:
     )
     covered = float((adaptive.error_estimate >= err).double().mean())
     print(f"  estimate ≥ true error for {covered:.1%} of examples")
-    t_adaptive = median_time(
-        lambda: integrad.explain(model, x, target=target, tolerance=tol), args.repeats
+    times = median_times(
+        {
+            "tolerance": lambda: integrad.explain(model, x, target=target, tolerance=tol),
+            "uniform": lambda: integrad.explain(model, x, target=target, n_steps=cheapest),
+            "captum": lambda: CaptumIG(model).attribute(x, target=target, n_steps=50),
+        },
+        args.repeats,
     )
-    t_uniform = median_time(
-        lambda: integrad.explain(model, x, target=target, n_steps=cheapest), args.repeats
-    )
-    t_captum = median_time(
-        lambda: CaptumIG(model).attribute(x, target=target, n_steps=50), args.repeats
-    )
+    t_adaptive, t_uniform, t_captum = times["tolerance"], times["uniform"], times["captum"]
     print(
         f"  evaluation ratio vs uniform n={cheapest}: {cost / cheapest:.3f} "
         f"({cost / (cheapest + 1):.3f} if the uniform run also pays the 2 forwards of its delta)"
@@ -199,14 +202,18 @@ def run_smooth(args: argparse.Namespace) -> None:
         f"max {float(err_captum.max()):.2e}, 50 evaluations"
     )
     print(f"  integrad GL n=50 (float64):      max err {float(rel_error(ours50, ref).max()):.2e}")
-    t_captum = median_time(lambda: CaptumIG(model).attribute(x, target=0, n_steps=50), args.repeats)
-    for tol in (1e-3, 1e-6, 1e-9):
+    tolerances = (1e-3, 1e-6, 1e-9)
+    contenders: dict[str, Callable[[], object]] = {
+        "captum": lambda: CaptumIG(model).attribute(x, target=0, n_steps=50)
+    }
+    for tol in tolerances:
+        contenders[str(tol)] = lambda tol=tol: integrad.explain(model, x, target=0, tolerance=tol)
+    times = median_times(contenders, args.repeats)
+    for tol in tolerances:
         exp = integrad.explain(model, x, target=0, tolerance=tol)
         err = rel_error(exp.attributions, ref)
         cost = float((exp.n_evals + 0.5 * exp.n_forward).double().mean())
-        t = median_time(
-            lambda tol=tol: integrad.explain(model, x, target=0, tolerance=tol), args.repeats
-        )
+        t, t_captum = times[str(tol)], times["captum"]
         better = bool(err.max() < err_captum.max())
         print(
             f"  tolerance {tol:g}: max err {float(err.max()):.2e} "

@@ -273,3 +273,22 @@ def test_minilm_completeness_and_mask_passed_unchanged(minilm_batch):
     assert kept[:, 0].all() and attr[kept].abs().max() == 0
     # The mask is never interpolated: every call sees rows of the original 0/1 mask.
     assert all(m.dtype == mask.dtype and set(m.unique().tolist()) <= {0, 1} for m in seen_masks)
+
+
+@pytest.mark.parametrize(("act", "tol"), [(nn.Tanh, 1e-6), (nn.ReLU, 1e-2)])
+def test_tolerance_mode_meets_the_tolerance_against_a_dense_reference(
+    act: type[nn.Module], tol: float
+) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), act(), nn.Linear(16, 16), act(), nn.Linear(16, 2))
+    model = model.double()
+    x = torch.randn(8, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    lig = integrad.LayerIntegratedGradients(model, model[2])
+    dense = lig.attribute(x, target=1, n_steps=4096)
+    attr, delta = lig.attribute(x, target=1, tolerance=tol, return_convergence_delta=True)
+    assert lig.converged is not None and bool(lig.converged.all())
+    assert lig.error_estimate is not None and lig.error_estimate.shape == (8,)
+    error = (attr - dense).norm(dim=1) / dense.norm(dim=1)
+    assert (error <= tol).all()
+    change = model(x)[:, 1] - model(torch.zeros_like(x))[:, 1]
+    assert (delta.abs() <= tol * change.abs() + 1e-12).all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
 from .quadrature import METHODS, check_method, rule
-from .tolerance import DEFAULT_MAX_STEPS, Tolerated, integrate_to_tolerance
+from .tolerance import DEFAULT_MAX_STEPS, Tolerated, check_tolerance, integrate_to_tolerance
 
 __all__ = ["IntegratedGradients", "explain"]
 
@@ -121,7 +120,7 @@ class _Run:
         tolerance: float | None = None,
         max_steps: int | None = None,
     ) -> None:
-        _check_tolerance(tolerance, max_steps, method)
+        check_tolerance(tolerance, max_steps, method)
         if method == "exact":
             check_model(forward_func)
         elif method != "idgi":
@@ -176,29 +175,6 @@ class _Run:
         output, baseline_output = self._ends
         total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in self.integrated)
         return output, baseline_output, total - (output - baseline_output)
-
-
-def _check_tolerance(tolerance: object, max_steps: object, method: str) -> None:
-    if max_steps is not None and tolerance is None:
-        raise ValueError("max_steps is for tolerance mode; give tolerance= too, or use n_steps")
-    if tolerance is None:
-        return
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, (int, float))
-        or not math.isfinite(tolerance)
-        or tolerance <= 0
-    ):
-        raise ValueError(f"tolerance must be a positive finite number, got {tolerance!r}")
-    if max_steps is not None and (
-        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
-    ):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    if method not in METHODS:
-        raise ValueError(
-            f"tolerance mode chooses its own rules per example; method={method!r} cannot be "
-            "combined with tolerance"
-        )
 
 
 class IntegratedGradients:

@@ -45,6 +45,7 @@ from ._engine import Engine, PathProblem, warn_if_training
 from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, check_finite
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
+from .tolerance import DEFAULT_MAX_STEPS, check_tolerance, integrate_to_tolerance, is_smooth
 
 __all__ = ["LayerIntegratedGradients"]
 
@@ -97,6 +98,8 @@ class LayerIntegratedGradients:
         self.layer = layer
         self.multiply_by_inputs = multiply_by_inputs
         self.reused_upstream: bool | None = None
+        self.error_estimate: torch.Tensor | None = None
+        self.converged: torch.Tensor | None = None
         """Whether the last call evaluated the upstream once per chunk (None before a call)."""
 
     @property
@@ -120,12 +123,18 @@ class LayerIntegratedGradients:
         *,
         max_memory: int | None = None,
         reuse_upstream: bool = True,
+        tolerance: float | None = None,
+        max_steps: int | None = None,
     ) -> LayerAttributions | tuple[LayerAttributions, torch.Tensor]:
         """Attributions shaped like the layer's output (or input); delta in model outputs.
 
         ``inputs`` may hold integer token ids; ``baselines`` then are token ids too
-        (see :func:`integrad.text.token_baselines`).
+        (see :func:`integrad.text.token_baselines`). ``tolerance`` (and ``max_steps``)
+        integrate each example until its estimated error is within ``tolerance``, as in
+        :func:`integrad.explain`; the per-example estimates and flags are then kept in
+        ``self.error_estimate`` and ``self.converged``.
         """
+        check_tolerance(tolerance, max_steps, method)
         check_method(method, n_steps)
         xs, bs = _model_inputs(inputs, baselines)
         batch = int(xs[0].shape[0])
@@ -153,6 +162,15 @@ class LayerIntegratedGradients:
             evaluate = _Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
             problem = PathProblem(evaluate, flat_x, flat_b, target_, model_args)
             engine = Engine(problem, max_memory=max_memory, internal_batch_size=internal_batch_size)
+            if tolerance is not None:
+                tolerated = integrate_to_tolerance(
+                    engine,
+                    tolerance,
+                    DEFAULT_MAX_STEPS if max_steps is None else max_steps,
+                    smooth=is_smooth(self.forward_func),
+                )
+                self.error_estimate, self.converged = tolerated.error_estimate, tolerated.converged
+                return tolerated.grads, engine, evaluate.reused
             # One example per engine call makes every chunk hold a single distinct row,
             # unless that would cut the chunks well below the engine's choice (a slower
             # rate than the upstream saves). With one example, every chunk has one row.
@@ -167,9 +185,11 @@ class LayerIntegratedGradients:
                     acc.add_(s)
             return tuple(sums), engine, evaluate.reused
 
-        # Nothing but lookups upstream (a word embedding): nothing to save.
+        # Nothing but lookups upstream (a word embedding): nothing to save. Tolerance mode
+        # runs rungs over all pending examples at once, so takes the plain path.
+        reuse = reuse_upstream and upstream > 0 and tolerance is None
         try:
-            grads, engine, self.reused_upstream = run(reuse=reuse_upstream and upstream > 0)
+            grads, engine, self.reused_upstream = run(reuse=reuse)
         except _NotReusable:
             grads, engine, self.reused_upstream = run(reuse=False)
 

@@ -46,9 +46,16 @@ import torch
 from torch import nn
 
 from ._engine import Engine
-from .quadrature import rule
+from .quadrature import METHODS, rule
 
-__all__ = ["DEFAULT_MAX_STEPS", "KAPPA", "Tolerated", "integrate_to_tolerance", "is_smooth"]
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "KAPPA",
+    "Tolerated",
+    "check_tolerance",
+    "integrate_to_tolerance",
+    "is_smooth",
+]
 
 DEFAULT_MAX_STEPS = 1024
 """Default cap on forward+backward evaluations per example in tolerance mode."""
@@ -285,3 +292,27 @@ class _Smooth:
     @staticmethod
     def estimate(rel: torch.Tensor) -> torch.Tensor:
         return torch.minimum(rel, (200 * rel) ** 1.5)
+
+
+def check_tolerance(tolerance: object, max_steps: object, method: str) -> None:
+    """Validate tolerance-mode arguments at the public boundary."""
+    if max_steps is not None and tolerance is None:
+        raise ValueError("max_steps is for tolerance mode; give tolerance= too, or use n_steps")
+    if tolerance is None:
+        return
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not math.isfinite(tolerance)
+        or tolerance <= 0
+    ):
+        raise ValueError(f"tolerance must be a positive finite number, got {tolerance!r}")
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if method not in METHODS:  # idgi, exact: their own integration
+        raise ValueError(
+            f"tolerance mode chooses its own rules per example; method={method!r} cannot be "
+            "combined with tolerance"
+        )
