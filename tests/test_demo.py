@@ -48,6 +48,7 @@ def test_demo_trains_explains_and_draws(tmp_path, capsys):
         "image_side_by_side.png", "image_views.png", "image_gallery.png", "image_baselines.png",
         "image_figure.png", "table_bars.png", "table_importance.png", "timeseries.png",
         "timeseries_heatmap.png", "digits.html", "table.html", "timeseries.html",
+        "text_similarity.png", "text_similarity.html", "convergence.png",
         "digits.safetensors", "digits.json",
     ):  # fmt: skip
         assert (views / name).stat().st_size > 0, name

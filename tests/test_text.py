@@ -7,6 +7,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,6 +94,29 @@ def test_html_carries_every_token_with_the_colour_of_its_sign():
             assert (int(r), int(g), int(b)) == text.POSITIVE
         elif score < 0:
             assert (int(r), int(g), int(b)) == text.NEGATIVE
+
+
+def test_picture_paints_each_word_in_the_colour_of_its_sign():
+    pytest.importorskip("PIL")
+    a = TextAttribution(
+        "up down flat",
+        ["up", "down", "flat"],
+        torch.tensor([1.0, -1.0, 0.0]),
+        [0, 1, 2],
+        1.0,
+        1.0,
+        0.0,
+    )
+    rgb = text.picture(a, level="token", width=400)
+    assert rgb.dtype == np.uint8 and rgb.shape[1] == 400 and rgb.shape[2] == 3
+    pos = np.argwhere((rgb == np.array(text.POSITIVE, dtype=np.uint8)).all(axis=2))
+    neg = np.argwhere((rgb == np.array(text.NEGATIVE, dtype=np.uint8)).all(axis=2))
+    assert len(pos) > 100 and len(neg) > 100  # whole word boxes, at full strength
+    assert pos[:, 1].max() < neg[:, 1].min()  # "up" is painted left of "down"
+    # The zero-score word sits on white: no tinted pixel right of "down"'s box.
+    right = rgb[:, neg[:, 1].max() + 1 :]
+    tinted = (np.abs(right.astype(int) - right.mean(axis=2, keepdims=True)) > 10).any(axis=2)
+    assert not tinted.any()
 
 
 def test_terminal_colours_by_sign():

