@@ -100,6 +100,8 @@ class LayerIntegratedGradients:
         self.reused_upstream: bool | None = None
         self.error_estimate: torch.Tensor | None = None
         self.converged: torch.Tensor | None = None
+        self.n_evals: torch.Tensor | None = None
+        """After a call: forward+backward evaluations per example."""
         """Whether the last call evaluated the upstream once per chunk (None before a call)."""
 
     @property
@@ -193,6 +195,7 @@ class LayerIntegratedGradients:
         except _NotReusable:
             grads, engine, self.reused_upstream = run(reuse=False)
 
+        self.n_evals = engine.evals.clone()
         integrated = tuple(g * (x - b) for g, x, b in zip(grads, flat_x, flat_b, strict=True))
         chosen = integrated if self.multiply_by_inputs else grads
         per_layer: list[TensorOrTuple] = [
