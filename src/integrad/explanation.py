@@ -71,9 +71,10 @@ class Explanation:
         """A matplotlib figure of one example, in the view that suits the input.
 
         ``kind`` is ``"image"`` (original | signed | absolute | overlay), ``"table"``
-        (signed bar chart of the ranked features), ``"timeseries"`` (per-step bars and a
-        time × feature heatmap) or ``"text"``; by default it is guessed from the inputs'
-        shape (see :func:`integrad.views.kind_of`). Needs matplotlib.
+        (signed bar chart of the ranked features) or ``"timeseries"`` (per-step bars and a
+        time × feature heatmap); by default it is guessed from the inputs' shape (see
+        :func:`integrad.views.kind_of`). Text has no figure: use :meth:`to_html`. Needs
+        matplotlib.
         """
         from .views import plot
 
