@@ -239,7 +239,8 @@ def check_completeness(
     change = output - baseline_output
     total = _flat(parts).sum(dim=1)
     abs_error = (total - change).abs()
-    rel_error = abs_error / change.abs()
+    # An exact sum for a zero change has no error (0/0 would report NaN).
+    rel_error = torch.where(abs_error == 0, 0.0, abs_error / change.abs())
     scale = torch.where(
         change != 0, change.abs(), torch.maximum(output.abs(), baseline_output.abs())
     )
