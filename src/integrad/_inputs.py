@@ -57,6 +57,12 @@ def as_inputs(inputs: object) -> tuple[tuple[torch.Tensor, ...], bool]:
     return tuple(out), was_tuple
 
 
+def flat_rows(tensors: TensorOrTuple) -> torch.Tensor:
+    """One float64 row per example: every feature of every tensor, flattened and joined."""
+    parts = tensors if isinstance(tensors, tuple) else (tensors,)
+    return torch.cat([t.reshape(t.shape[0], -1).double() for t in parts], dim=1)
+
+
 def check_finite(x: torch.Tensor, where: str) -> None:
     if not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple
+from ._inputs import TargetType, TensorOrTuple, flat_rows
 from .integrated_gradients import explain
 from .quadrature import METHODS
 
@@ -136,7 +136,7 @@ def convergence(
         max_memory=max_memory,
     )
     ref = explain(forward_func, inputs, n_steps=n_ref, **common)
-    ref_flat = _flat(ref.attributions)
+    ref_flat = flat_rows(ref.attributions)
     scale = ref_flat.norm(dim=1).clamp_min(torch.finfo(ref_flat.dtype).tiny)
     rows = []
     for method in methods:
@@ -144,7 +144,7 @@ def convergence(
             if method == "riemann_trapezoid" and n < 2:
                 continue
             exp = explain(forward_func, inputs, n_steps=n, method=method, **common)
-            error = (_flat(exp.attributions) - ref_flat).norm(dim=1) / scale
+            error = (flat_rows(exp.attributions) - ref_flat).norm(dim=1) / scale
             gap = exp.relative_delta.double()
             rows.append(
                 ConvergenceRow(
@@ -157,11 +157,6 @@ def convergence(
                 )
             )
     return ConvergenceTable(tuple(rows), f"gausslegendre, n_steps={n_ref}")
-
-
-def _flat(attributions: TensorOrTuple) -> torch.Tensor:
-    parts = attributions if isinstance(attributions, tuple) else (attributions,)
-    return torch.cat([a.reshape(a.shape[0], -1).double() for a in parts], dim=1)
 
 
 @dataclass(frozen=True)
@@ -237,7 +232,7 @@ def check_completeness(
         )
     output, baseline_output = (v.double() for v in Engine(problem).ends())
     change = output - baseline_output
-    total = _flat(parts).sum(dim=1)
+    total = flat_rows(parts).sum(dim=1)
     abs_error = (total - change).abs()
     # An exact sum for a zero change has no error (0/0 would report NaN).
     rel_error = torch.where(abs_error == 0, 0.0, abs_error / change.abs())

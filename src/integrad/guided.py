@@ -36,7 +36,7 @@ import torch
 
 from . import baselines as _baselines
 from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple, same_form
+from ._inputs import TargetType, TensorOrTuple, flat_rows, same_form
 from .explanation import Explanation
 from .idgi import _share_of_squares
 
@@ -181,8 +181,8 @@ def guided_path(
     problem = engine.problem
     shapes = [x.shape[1:] for x in problem.inputs]
     sizes = [s.numel() for s in shapes]
-    flat_in = _flat(problem.inputs)
-    flat_base = _flat(problem.baselines)
+    flat_in = flat_rows(problem.inputs)
+    flat_base = flat_rows(problem.baselines)
     l1_total = (flat_in - flat_base).abs().sum(dim=1)
     attr = torch.zeros_like(flat_in)
     # Examples whose input equals their baseline have zero attribution and never move.
@@ -196,7 +196,7 @@ def guided_path(
                 for p, s, x in zip(walk.x.split(sizes, dim=1), shapes, problem.inputs, strict=True)
             )
             evaluated = engine.gradients_at(rows, points, torch.ones(rows.numel()))
-            grad = _flat(tuple(g.index_select(0, rows) for g in evaluated.sums))
+            grad = flat_rows(tuple(g.index_select(0, rows) for g in evaluated.sums))
             moved = walk.step(grad, (step + 1.0) / n_steps, max_dist, 1 - (step + 1) / n_steps)
             if not idgi:
                 attr[rows] += moved * grad
@@ -214,10 +214,6 @@ def guided_path(
         a.reshape(-1, *s).to(x.dtype)
         for a, s, x in zip(attr.split(sizes, dim=1), shapes, problem.inputs, strict=True)
     )
-
-
-def _flat(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    return torch.cat([t.reshape(t.shape[0], -1).double() for t in tensors], dim=1)
 
 
 class _Walk:

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from ._engine import Engine
+from ._inputs import flat_rows
 from .quadrature import rule
 
 __all__ = ["DEFAULT_MAX_STEPS", "KAPPA", "Tolerated", "integrate_to_tolerance", "is_smooth"]
@@ -160,8 +161,8 @@ def integrate_to_tolerance(
     while pending.any() and ladder.evaluations_next() <= max_steps:
         new = ladder.next(pending)
         rows = pending.nonzero().squeeze(1)
-        attr_new = _flat(new, diffs, rows)
-        attr_old = _flat(grads, diffs, rows)
+        attr_new = _attributions(new, diffs, rows)
+        attr_old = _attributions(grads, diffs, rows)
         size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
         rel = (attr_new - attr_old).norm(dim=1) / size
         estimate[rows] = ladder.estimate(rel)
@@ -194,17 +195,11 @@ def integrate_to_tolerance(
     )
 
 
-def _flat(
+def _attributions(
     grads: tuple[torch.Tensor, ...], diffs: tuple[torch.Tensor, ...], rows: torch.Tensor
 ) -> torch.Tensor:
     """Attributions ``g ⊙ (x − x')`` of examples ``rows``, one float64 row each."""
-    return torch.cat(
-        [
-            (g[rows] * d[rows]).reshape(len(rows), -1).double()
-            for g, d in zip(grads, diffs, strict=True)
-        ],
-        dim=1,
-    )
+    return flat_rows(tuple(g[rows] * d[rows] for g, d in zip(grads, diffs, strict=True)))
 
 
 class _Piecewise:
