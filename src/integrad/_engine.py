@@ -102,6 +102,15 @@ class PathGradients:
     outputs: torch.Tensor
 
 
+def completeness_delta(
+    attributions: tuple[torch.Tensor, ...], output: torch.Tensor, baseline_output: torch.Tensor
+) -> torch.Tensor:
+    """Captum's convergence delta per example: ``Σ attributions − (F(x) − F(x'))``."""
+    batch = int(output.shape[0])
+    total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
+    return total - (output - baseline_output)
+
+
 def training_modules(forward_func: Callable[..., Any]) -> list[str]:
     """Names of Dropout/BatchNorm modules left in training mode under ``forward_func``."""
     owner = forward_func if isinstance(forward_func, nn.Module) else None

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ._engine import Engine, PathProblem
+from ._engine import Engine, PathProblem, completeness_delta
 from ._inputs import TargetType, TensorOrTuple, as_inputs, same_form
 from .baselines import gaussian_blur
 from .explanation import Explanation
@@ -270,6 +270,4 @@ class _Run:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """F(x), F(most blurred) and the signed delta, per example."""
         output, baseline_output = self.engine.ends()
-        batch = self.problem.batch
-        total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
-        return output, baseline_output, total - (output - baseline_output)
+        return output, baseline_output, completeness_delta(attributions, output, baseline_output)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._engine import Engine, PathProblem
+from ._engine import Engine, PathProblem, completeness_delta
 from ._inputs import (
     ExtraArgs,
     Target,
@@ -185,8 +185,7 @@ class ExpectedGradients:
                 .reshape(batch, n_refs)
                 .mean(dim=1)
             )
-        total = sum(a.reshape(batch, -1).sum(dim=1).to(f_x.dtype) for a in attributions)
-        return total - (f_x - f_refs)
+        return completeness_delta(attributions, f_x, f_refs)
 
 
 def _at(

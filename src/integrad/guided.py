@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._engine import Engine, PathProblem
+from ._engine import Engine, PathProblem, completeness_delta
 from ._inputs import TargetType, TensorOrTuple, flat_rows, same_form
 from .explanation import Explanation
 from .idgi import _share_of_squares
@@ -80,11 +80,9 @@ def explain_guided(
     engine = Engine(problem, max_memory=max_memory, internal_batch_size=internal_batch_size)
     attributions = guided_path(engine, n_steps, fraction, max_dist, idgi)
     output, baseline_output = engine.ends()
-    batch = problem.batch
-    total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
     return Explanation(
         attributions=same_form(attributions, was_tuple),
-        delta=total - (output - baseline_output),
+        delta=completeness_delta(attributions, output, baseline_output),
         output=output,
         baseline_output=baseline_output,
         n_evals=engine.evals.clone(),
@@ -149,9 +147,7 @@ class GuidedIntegratedGradients:
         result = same_form(attributions, was_tuple)
         if not return_convergence_delta:
             return result
-        output, baseline_output = engine.ends()
-        total = sum(a.reshape(problem.batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
-        return result, total - (output - baseline_output)
+        return result, completeness_delta(attributions, *engine.ends())
 
 
 def _check(n_steps: int, fraction: float, max_dist: float) -> None:

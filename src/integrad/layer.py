@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._engine import Engine, PathProblem, warn_if_training
+from ._engine import Engine, PathProblem, completeness_delta, warn_if_training
 from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, check_finite
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
@@ -185,9 +185,8 @@ class LayerIntegratedGradients:
         if not return_convergence_delta:
             return attributions
         rows = torch.arange(batch)
-        change = engine.target_values(out_x, rows) - engine.target_values(out_b, rows)
-        total = sum(a.reshape(batch, -1).sum(1).to(change.dtype) for a in integrated)
-        return attributions, total - change
+        ends = engine.target_values(out_x, rows), engine.target_values(out_b, rows)
+        return attributions, completeness_delta(integrated, *ends)
 
     def _record(
         self, xs: tuple[torch.Tensor, ...], extra: tuple[Any, ...], layer_input: bool
