@@ -140,6 +140,12 @@ def test_smoothness_is_read_from_modules() -> None:
     assert not is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.ReLU()))
     assert not is_smooth(nn.Linear(2, 2))  # its forward could call F.relu: the safe ladder
     assert not is_smooth(lambda x: x.sum(1))
+    # Every module exact mode refuses as smooth picks the smooth ladder here, and back.
+    for smooth in (nn.Softsign(), nn.Softmin(dim=1), nn.GroupNorm(1, 2)):
+        model = nn.Sequential(nn.Linear(2, 2), smooth)
+        assert is_smooth(model)
+        with pytest.raises(ValueError, match="is smooth, not piecewise-linear"):
+            integrad.explain(model, torch.ones(1, 2), target=0, method="exact")
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ._inputs import ExtraArgs, Target, as_inputs
+from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import Rule
 
@@ -113,15 +114,13 @@ def completeness_delta(
 
 def training_modules(forward_func: Callable[..., Any]) -> list[str]:
     """Names of Dropout/BatchNorm modules left in training mode under ``forward_func``."""
-    owner = forward_func if isinstance(forward_func, nn.Module) else None
-    if owner is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
-        owner = forward_func.__self__  # type: ignore[attr-defined]
-    if owner is None:
+    model = owner(forward_func)
+    if model is None:
         return []
     coupled = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
     return [
         name or type(m).__name__
-        for name, m in owner.named_modules()
+        for name, m in model.named_modules()
         if m.training and isinstance(m, coupled)
     ]
 

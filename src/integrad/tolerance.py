@@ -43,10 +43,10 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ._engine import Engine
 from ._inputs import flat_rows
+from ._modules import KINKED, is_smooth_module, owner
 from .quadrature import rule
 
 __all__ = ["DEFAULT_MAX_STEPS", "KAPPA", "Tolerated", "integrate_to_tolerance", "is_smooth"]
@@ -63,38 +63,6 @@ FIRST_CELLS = 6
 FIRST_NODES = 4
 """Nodes of the first smooth (Gauss–Legendre) rung; rungs double it."""
 
-_KINKED = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.Hardtanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardshrink,
-    nn.Softshrink,
-    nn.Threshold,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-)
-_SMOOTH = (
-    nn.GELU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.SiLU,
-    nn.Mish,
-    nn.Softplus,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.Softmax,
-    nn.LogSoftmax,
-    nn.LayerNorm,
-    nn.Tanhshrink,
-    nn.LogSigmoid,
-)
-
 
 def is_smooth(forward_func: object) -> bool:
     """True if ``forward_func`` is a module whose nonlinearities are all smooth.
@@ -103,18 +71,13 @@ def is_smooth(forward_func: object) -> bool:
     functions and models built only from affine modules (whose forward may call
     ``F.relu``, invisible here) count as piecewise, the safe choice.
     """
-    owner = forward_func if isinstance(forward_func, nn.Module) else None
-    if owner is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
-        owner = forward_func.__self__  # type: ignore[attr-defined]
-    if owner is None:
+    model = owner(forward_func)
+    if model is None:
         return False
-    modules = list(owner.modules())
-    if any(isinstance(m, _KINKED) for m in modules):
+    modules = list(model.modules())
+    if any(isinstance(m, KINKED) for m in modules):
         return False
-    return any(isinstance(m, _SMOOTH) for m in modules) or any(
-        type(m).__name__ in {"GELUActivation", "NewGELUActivation", "FastGELUActivation"}
-        for m in modules
-    )
+    return any(is_smooth_module(m) for m in modules)
 
 
 @dataclass(frozen=True)
