@@ -32,6 +32,7 @@ from typing import Any, cast
 
 import torch
 
+from . import _png
 from .integrated_gradients import explain
 
 __all__ = [
@@ -50,9 +51,9 @@ __all__ = [
 TOKEN_KINDS: tuple[str, ...] = ("pad", "unk", "mask")
 BASELINE_KINDS: tuple[str, ...] = (*TOKEN_KINDS, "zero")
 
-POSITIVE = (214, 39, 40)
-"""Red: the token raises the explained output."""
-NEGATIVE = (31, 119, 180)
+POSITIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.POSITIVE))
+"""Red: the token raises the explained output (the colour of every other view)."""
+NEGATIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.NEGATIVE))
 """Blue: the token lowers it."""
 
 

@@ -107,7 +107,7 @@ def figure(
 ) -> Any:
     """A matplotlib figure: the input series, per-step attribution bars, feature × time map."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LinearSegmentedColormap, TwoSlopeNorm
+    from matplotlib.colors import TwoSlopeNorm
 
     inputs, attributions = _series(exp.inputs), _series(exp.attributions)
     if not 0 <= example < inputs.shape[0]:
@@ -136,13 +136,10 @@ def figure(
     axes[1].axhline(0.0, color="black", linewidth=0.8)
     axes[1].set_ylabel("attribution\nper step")
     limit = float(np.abs(a).max()) or 1.0
-    cmap = LinearSegmentedColormap.from_list(
-        "integrad", [_png.NEGATIVE / 255, _png.NEUTRAL / 255, _png.POSITIVE / 255]
-    )
     image = axes[2].imshow(
         a.T,
         aspect="auto",
-        cmap=cmap,
+        cmap=_png.diverging_cmap(),
         norm=TwoSlopeNorm(0.0, -limit, limit),
         interpolation="nearest",
         extent=(-0.5, steps - 0.5, n_features - 0.5, -0.5),
