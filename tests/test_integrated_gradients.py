@@ -237,6 +237,8 @@ def test_explanation_fields():
     assert (exp.method, exp.n_steps, exp.target) == ("gausslegendre", 20, [0, 1, 2])
     assert exp.inputs is not x and torch.equal(exp.inputs, x) and torch.equal(exp.baselines, b)
     assert "gausslegendre" in repr(exp) and "max|delta|" in repr(exp)
+    assert "evals/example=20, forward-only/example=2" in repr(exp)
+    assert "n_forward=" not in repr(exp)  # a known field, not an unknown one
 
 
 def test_multiply_by_inputs_false_returns_the_path_integral_of_the_gradient():

@@ -104,6 +104,7 @@ _KNOWN = {
     "target",
     "baseline",
     "multiply_by_inputs",
+    "n_forward",
     "extras",
     "error_estimate",
     "converged",
@@ -159,8 +160,11 @@ def _describe(exp: Explanation) -> str:
             lines.append(row)
         if n > shown:
             lines.append(f"  ... {n - shown} more")
-    lines.append(f"  evals/example={float(exp.n_evals.double().mean()):.4g}")
-    # Fields added by other methods (error estimates, convergence flags, ...) get one line each.
+    evals = f"  evals/example={float(exp.n_evals.double().mean()):.4g}"
+    if exp.n_forward is not None:
+        evals += f", forward-only/example={float(exp.n_forward.double().mean()):.4g}"
+    lines.append(evals)
+    # Fields this function does not know (a subclass's, say) get one line each.
     for f in fields(exp):
         if f.name not in _KNOWN:
             lines.append(f"  {f.name}={_short(getattr(exp, f.name))}")
