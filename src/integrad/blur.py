@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ._engine import Engine, PathProblem, completeness_delta
-from ._inputs import TargetType, TensorOrTuple, as_inputs, same_form
+from ._inputs import TargetType, TensorOrTuple, as_inputs, check_positive_int, same_form
 from .baselines import gaussian_blur
 from .explanation import Explanation
 from .idgi import _share_of_squares
@@ -178,8 +178,7 @@ class _Run:
         internal_batch_size: int | None,
         max_memory: int | None,
     ) -> None:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+        check_positive_int(n_steps, "n_steps")
         for name, value in (("max_sigma", max_sigma), ("grad_step", grad_step)):
             if (
                 isinstance(value, bool)

@@ -36,7 +36,7 @@ import torch
 
 from . import baselines as _baselines
 from ._engine import Engine, PathProblem, completeness_delta
-from ._inputs import TargetType, TensorOrTuple, flat_rows, same_form
+from ._inputs import TargetType, TensorOrTuple, check_positive_int, flat_rows, same_form
 from .explanation import Explanation
 from .idgi import _share_of_squares
 
@@ -151,8 +151,7 @@ class GuidedIntegratedGradients:
 
 
 def _check(n_steps: int, fraction: float, max_dist: float) -> None:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    check_positive_int(n_steps, "n_steps")
     for name, value, low_open in (("fraction", fraction, True), ("max_dist", max_dist, False)):
         ok = (
             not isinstance(value, bool)

@@ -10,7 +10,7 @@ import torch
 
 from . import baselines as _baselines
 from ._engine import Engine, PathProblem, completeness_delta
-from ._inputs import TargetType, TensorOrTuple, same_form
+from ._inputs import TargetType, TensorOrTuple, check_positive_int, same_form
 from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
@@ -188,10 +188,8 @@ def _check_tolerance(tolerance: object, max_steps: object, method: str) -> None:
         or tolerance <= 0
     ):
         raise ValueError(f"tolerance must be a positive finite number, got {tolerance!r}")
-    if max_steps is not None and (
-        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
-    ):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if max_steps is not None:
+        check_positive_int(max_steps, "max_steps")
     if method not in METHODS:
         raise ValueError(
             f"tolerance mode chooses its own rules per example; method={method!r} cannot be "
