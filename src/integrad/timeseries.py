@@ -90,11 +90,13 @@ def bars(
     half = height // 2
     out = np.full((2 * half + 1, v.size * step_width, 3), _png.WHITE, dtype=np.uint8)
     out[half] = 160
+    # A white pixel either side of each bar, where a step is wide enough to keep one.
+    margin = 1 if step_width >= 3 else 0
     for t, value in enumerate(v):
         size = round(min(abs(value) / limit, 1.0) * half) if limit > 0 else 0
         if size == 0:
             continue
-        columns = slice(t * step_width + 1, (t + 1) * step_width - 1 or 1)
+        columns = slice(t * step_width + margin, (t + 1) * step_width - margin)
         if value > 0:
             out[half - size : half, columns] = _png.POSITIVE.astype(np.uint8)
         else:
