@@ -66,6 +66,7 @@ def test_convergence_plot_draws_one_line_per_method_and_its_max() -> None:
         ({"steps": ()}, "steps must be a non-empty sequence of positive ints"),
         ({"steps": (4, 0)}, r"got \(4, 0\)"),
         ({"methods": ("simpson",)}, "methods must name rules of"),
+        ({"reference_steps": 0}, "reference_steps must be a positive int, got 0"),
     ],
 )
 def test_convergence_rejects_bad_arguments(kwargs: dict[str, object], match: str) -> None:

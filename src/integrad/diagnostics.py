@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple, flat_rows
+from ._inputs import TargetType, TensorOrTuple, check_positive_int, flat_rows
 from .integrated_gradients import explain
 from .quadrature import METHODS
 
@@ -128,6 +128,8 @@ def convergence(
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
         raise ValueError(f"methods must name rules of {list(METHODS)}, got {list(methods)!r}")
+    if reference_steps is not None:
+        check_positive_int(reference_steps, "reference_steps")
     n_ref = 2 * max(steps) if reference_steps is None else reference_steps
     common = dict(
         baselines=baselines,
