@@ -95,12 +95,9 @@ class Tolerated:
     ladder: str
 
 
-def integrate_to_tolerance(
-    engine: Engine, tolerance: float, max_steps: int, smooth: bool | None = None
-) -> Tolerated:
+def integrate_to_tolerance(engine: Engine, tolerance: float, max_steps: int) -> Tolerated:
     """Integrate every example of ``engine``'s problem until it meets ``tolerance``."""
-    if smooth is None:
-        smooth = is_smooth(engine.problem.forward_func)
+    smooth = is_smooth(engine.problem.forward_func)
     least = 2 * FIRST_NODES + FIRST_NODES if smooth else 2 * FIRST_CELLS - 1
     if max_steps < least:
         raise ValueError(
