@@ -303,16 +303,17 @@ class Engine:
         """The target output, detached, from a ``forward_func`` output for examples ``rows``."""
         return self._select(output, rows).detach()
 
-    def integrate(self, quad: Rule) -> tuple[torch.Tensor, ...]:
+    def integrate(self, quad: Rule, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Per example, the rule's weighted sum of gradients along the whole path.
 
-        Points go node-major (every example at the first node, then the next), as Captum.
+        ``rows`` (default: every example) are the examples to integrate; the sums of the
+        others stay 0. Points go node-major (every example at the first node, then the
+        next), as Captum.
         """
-        batch = self.problem.batch
+        rows = torch.arange(self.problem.batch) if rows is None else rows
+        n = int(rows.numel())
         return self.gradients(
-            torch.arange(batch).repeat(quad.n),
-            quad.alphas.repeat_interleave(batch),
-            quad.weights.repeat_interleave(batch),
+            rows.repeat(quad.n), quad.alphas.repeat_interleave(n), quad.weights.repeat_interleave(n)
         ).sums
 
     def ends(self) -> tuple[torch.Tensor, torch.Tensor]:

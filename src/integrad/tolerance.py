@@ -217,15 +217,10 @@ class _Smooth:
         self.points = 0
 
     def _rung(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rows = pending.nonzero().squeeze(1)
-        quad = rule("gausslegendre", self.nodes)
         self.spent += self.nodes
         self.points = self.nodes
-        return self.engine.gradients(
-            rows.repeat(self.nodes),
-            quad.alphas.repeat_interleave(len(rows)),
-            quad.weights.repeat_interleave(len(rows)),
-        ).sums
+        rows = pending.nonzero().squeeze(1)
+        return self.engine.integrate(rule("gausslegendre", self.nodes), rows)
 
     def first(self) -> tuple[torch.Tensor, ...]:
         return self._rung(torch.ones(self.engine.problem.batch, dtype=torch.bool))
