@@ -117,8 +117,9 @@ def test_max_steps_exhaustion_is_flagged_and_warned() -> None:
     model = ridge(nn.ReLU()).float()
     model.w, model.offsets, model.c = model.w.float(), model.offsets.float(), model.c.float()
     x = inputs().float()
-    with pytest.warns(RuntimeWarning, match="was not met for"):
+    with pytest.warns(RuntimeWarning, match="was not met for") as record:
         exp = integrad.explain(model, x, target=0, tolerance=1e-9, max_steps=100)
+    assert [w.filename for w in record] == [__file__]  # the caller's line, not integrad's
     assert not bool(exp.converged.any())
     assert (exp.n_evals <= 100).all()
     assert torch.isfinite(exp.error_estimate).all()

@@ -125,6 +125,24 @@ def training_modules(forward_func: Callable[..., Any]) -> list[str]:
     ]
 
 
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside integrad.
+
+    Call it in the function that warns. Entry points reach the warning through
+    different depths (``explain``, a class's ``attribute``, layer IG), so no fixed
+    number names the user's line for all of them.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def warn_if_training(forward_func: Callable[..., Any]) -> None:
     names = training_modules(forward_func)
     if names:
@@ -134,7 +152,7 @@ def warn_if_training(forward_func: Callable[..., Any]) -> None:
             "couples the path points of a chunk, so results depend on batching. Call "
             "model.eval() first unless this is intended.",
             RuntimeWarning,
-            stacklevel=5,
+            stacklevel=user_stacklevel(),
         )
 
 

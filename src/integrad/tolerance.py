@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._engine import Engine
+from ._engine import Engine, user_stacklevel
 from ._inputs import flat_rows
 from ._modules import KINKED, is_smooth_module, owner
 from .quadrature import rule
@@ -142,7 +142,7 @@ def integrate_to_tolerance(engine: Engine, tolerance: float, max_steps: int) -> 
             "Explanation.converged. Raise max_steps, or compute in float64 if the "
             "tolerance is near the inputs' precision.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return Tolerated(
         grads,
