@@ -226,12 +226,12 @@ def test_explanation_fields():
     torch.testing.assert_close(exp.delta, total - (exp.output - exp.baseline_output))
     worked = dataclasses.replace(
         exp,
-        delta=torch.tensor([0.1, -0.2, 0.3], dtype=D),
-        output=torch.tensor([1.0, 2.0, 3.0], dtype=D),
-        baseline_output=torch.tensor([0.0, 4.0, 3.0], dtype=D),
+        delta=torch.tensor([0.1, -0.2, 0.3, 0.0], dtype=D),
+        output=torch.tensor([1.0, 2.0, 3.0, 5.0], dtype=D),
+        baseline_output=torch.tensor([0.0, 4.0, 3.0, 5.0], dtype=D),
     )
     torch.testing.assert_close(
-        worked.relative_delta, torch.tensor([0.1, 0.1, float("inf")], dtype=D)
+        worked.relative_delta, torch.tensor([0.1, 0.1, float("inf"), 0.0], dtype=D)
     )
     assert exp.n_evals.tolist() == [20, 20, 20]
     assert (exp.method, exp.n_steps, exp.target) == ("gausslegendre", 20, [0, 1, 2])

@@ -52,8 +52,12 @@ class Explanation:
 
     @property
     def relative_delta(self) -> torch.Tensor:
-        """``|delta| / |output - baseline_output|`` per example (inf where that is 0)."""
-        return self.delta.abs() / (self.output - self.baseline_output).abs()
+        """``|delta| / |output - baseline_output|`` per example.
+
+        inf where only the change is 0; 0 where the delta is 0 as well (0/0 is no error).
+        """
+        gap = self.delta.abs()
+        return torch.where(gap == 0, 0.0, gap / (self.output - self.baseline_output).abs())
 
     def __repr__(self) -> str:
         return _describe(self)

@@ -151,7 +151,7 @@ def _completeness(exp: Explanation, shown: int) -> str:
     output, base, delta = (
         t.detach().cpu().double() for t in (exp.output, exp.baseline_output, exp.delta)
     )
-    relative = delta.abs() / (output - base).abs()
+    relative = exp.relative_delta.detach().cpu().double()
     head = _tr(
         "#",
         "F(x)",
