@@ -66,6 +66,7 @@ def test_convergence_plot_draws_one_line_per_method_and_its_max() -> None:
         ({"steps": ()}, "steps must be a non-empty sequence of positive ints"),
         ({"steps": (4, 0)}, r"got \(4, 0\)"),
         ({"methods": ("simpson",)}, "methods must name rules of"),
+        ({"reference_steps": 0}, "reference_steps must be a positive int, got 0"),
     ],
 )
 def test_convergence_rejects_bad_arguments(kwargs: dict[str, object], match: str) -> None:
@@ -100,8 +101,12 @@ def test_check_completeness_accepts_other_libraries_attributions() -> None:
 def test_check_completeness_with_zero_change_uses_output_scale() -> None:
     model = nn.Linear(3, 1, bias=False).double()
     x = torch.zeros(1, 3, dtype=torch.float64)  # F(x) = F(x') = 0: only a zero sum passes
-    assert integrad.check_completeness(model, x, torch.zeros_like(x)).all_passed
-    assert not integrad.check_completeness(model, x, torch.ones_like(x)).all_passed
+    exact = integrad.check_completeness(model, x, torch.zeros_like(x))
+    assert exact.all_passed
+    assert exact.rel_error.tolist() == [0.0]  # 0/0: no error, not NaN
+    off = integrad.check_completeness(model, x, torch.ones_like(x))
+    assert not off.all_passed
+    assert off.rel_error.tolist() == [float("inf")]
 
 
 def test_check_completeness_names_bad_arguments() -> None:

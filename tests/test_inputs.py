@@ -114,3 +114,19 @@ def test_train_mode_batchnorm_or_dropout_warns():
     with pytest.warns(RuntimeWarning, match=r"training mode with 1.*results depend on batching"):
         integrad.explain(model, torch.rand(2, 6), target=0)
     assert model.training  # warned, not changed
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, x: integrad.explain(m, x, target=0),
+        lambda m, x: integrad.IntegratedGradients(m).attribute(x, target=0),
+        lambda m, x: integrad.explain_guided(m, x, target=0, n_steps=4),
+        lambda m, x: integrad.LayerIntegratedGradients(m, m[0]).attribute(x, target=0),
+    ],
+)
+def test_training_mode_warning_points_at_the_callers_line(call):
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Dropout(0.1), torch.nn.Linear(4, 2))
+    with pytest.warns(RuntimeWarning, match="training mode") as record:
+        call(model.train(), torch.rand(2, 6))
+    assert [w.filename for w in record] == [__file__]

@@ -226,17 +226,19 @@ def test_explanation_fields():
     torch.testing.assert_close(exp.delta, total - (exp.output - exp.baseline_output))
     worked = dataclasses.replace(
         exp,
-        delta=torch.tensor([0.1, -0.2, 0.3], dtype=D),
-        output=torch.tensor([1.0, 2.0, 3.0], dtype=D),
-        baseline_output=torch.tensor([0.0, 4.0, 3.0], dtype=D),
+        delta=torch.tensor([0.1, -0.2, 0.3, 0.0], dtype=D),
+        output=torch.tensor([1.0, 2.0, 3.0, 5.0], dtype=D),
+        baseline_output=torch.tensor([0.0, 4.0, 3.0, 5.0], dtype=D),
     )
     torch.testing.assert_close(
-        worked.relative_delta, torch.tensor([0.1, 0.1, float("inf")], dtype=D)
+        worked.relative_delta, torch.tensor([0.1, 0.1, float("inf"), 0.0], dtype=D)
     )
     assert exp.n_evals.tolist() == [20, 20, 20]
     assert (exp.method, exp.n_steps, exp.target) == ("gausslegendre", 20, [0, 1, 2])
     assert exp.inputs is not x and torch.equal(exp.inputs, x) and torch.equal(exp.baselines, b)
     assert "gausslegendre" in repr(exp) and "max|delta|" in repr(exp)
+    assert "evals/example=20, forward-only/example=2" in repr(exp)
+    assert "n_forward=" not in repr(exp)  # a known field, not an unknown one
 
 
 def test_multiply_by_inputs_false_returns_the_path_integral_of_the_gradient():

@@ -106,6 +106,15 @@ def test_image_report_is_self_contained_and_its_pictures_have_the_known_colours(
         assert needed in text
     assert f"{float(exp.delta[0]):.3g}" in text
     assert re.search(r'<table id="completeness">.*<td>0</td>', text)
+    assert "<th>tolerance</th>" not in text  # not a tolerance-mode run
+
+
+def test_tolerance_run_reports_its_tolerance_and_how_many_converged(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    exp = integrad.explain(model.double(), torch.ones(2, 3, dtype=torch.float64), tolerance=0.01)
+    text = exp.to_html(tmp_path / "tol.html", kind="table").read_text(encoding="utf-8")
+    assert "<th>tolerance</th><td>0.01</td>" in text
+    assert "<th>converged</th><td>2 of 2</td>" in text
 
 
 def test_table_report_colours_every_feature_by_its_sign(tmp_path):

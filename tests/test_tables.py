@@ -89,6 +89,22 @@ def test_bar_chart_colours_bars_by_sign():
     matplotlib.pyplot.close("all")
 
 
+def test_rows_go_to_the_models_dtype_and_device(monkeypatch):
+    # A model on another device (meta stands in for a GPU) gets its inputs there.
+    seen = {}
+
+    def fake_explain(model, inputs, *, baselines, target, **kwargs):
+        seen.update(inputs=inputs, baselines=baselines)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("integrad.integrated_gradients.explain", fake_explain)
+    model = torch.nn.Linear(3, 1, device="meta", dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="stop"):
+        tables.tabular(model, np.ones((2, 3)), baseline="zeros")
+    for t in seen.values():
+        assert (t.device.type, t.dtype) == ("meta", torch.float64)
+
+
 def test_bad_tables_are_named():
     train = data()
     with pytest.raises(ValueError, match="needs training_data"):

@@ -54,6 +54,14 @@ def test_bars_rise_red_and_fall_blue_about_the_zero_line():
     assert (rgb[:20, 5:10] == 255).all() and (rgb[21:, 5:10] == 255).all()
 
 
+@pytest.mark.parametrize("step_width", [1, 2])
+def test_narrow_bars_are_drawn(step_width):
+    # The report uses 2-pixel steps for series longer than 240 steps.
+    rgb = timeseries.bars([1.0, -1.0], height=20, step_width=step_width)
+    assert tuple(rgb[1, 0]) == POS
+    assert tuple(rgb[19, step_width]) == NEG
+
+
 def test_figure_shows_series_bars_and_heatmap():
     x = torch.randn(2, 10, 3, generator=torch.Generator().manual_seed(0))
     exp = integrad.explain(Windows(), x, n_steps=4)

@@ -117,8 +117,9 @@ def test_max_steps_exhaustion_is_flagged_and_warned() -> None:
     model = ridge(nn.ReLU()).float()
     model.w, model.offsets, model.c = model.w.float(), model.offsets.float(), model.c.float()
     x = inputs().float()
-    with pytest.warns(RuntimeWarning, match="was not met for"):
+    with pytest.warns(RuntimeWarning, match="was not met for") as record:
         exp = integrad.explain(model, x, target=0, tolerance=1e-9, max_steps=100)
+    assert [w.filename for w in record] == [__file__]  # the caller's line, not integrad's
     assert not bool(exp.converged.any())
     assert (exp.n_evals <= 100).all()
     assert torch.isfinite(exp.error_estimate).all()
@@ -140,6 +141,12 @@ def test_smoothness_is_read_from_modules() -> None:
     assert not is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.ReLU()))
     assert not is_smooth(nn.Linear(2, 2))  # its forward could call F.relu: the safe ladder
     assert not is_smooth(lambda x: x.sum(1))
+    # Every module exact mode refuses as smooth picks the smooth ladder here, and back.
+    for smooth in (nn.Softsign(), nn.Softmin(dim=1), nn.GroupNorm(1, 2)):
+        model = nn.Sequential(nn.Linear(2, 2), smooth)
+        assert is_smooth(model)
+        with pytest.raises(ValueError, match="is smooth, not piecewise-linear"):
+            integrad.explain(model, torch.ones(1, 2), target=0, method="exact")
 
 
 @pytest.mark.parametrize(

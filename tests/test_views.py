@@ -44,6 +44,13 @@ def test_extras_kind_wins_and_unknown_kinds_are_named():
     assert views.kind_of(exp) == "text"
 
 
+def test_text_has_no_figure_and_says_where_to_look():
+    exp = integrad.explain(flat_model(3), torch.rand(2, 3), target=0, n_steps=4)
+    exp.extras["tokens"] = [["a", "b", "c"], ["d", "e", "f"]]
+    with pytest.raises(ValueError, match=r"no matplotlib view for text.*to_html"):
+        exp.plot()
+
+
 def test_import_integrad_needs_no_optional_package():
     import subprocess
     import sys

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ._inputs import ExtraArgs, Target, as_inputs
+from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import Rule
 
@@ -102,19 +103,44 @@ class PathGradients:
     outputs: torch.Tensor
 
 
+def completeness_delta(
+    attributions: tuple[torch.Tensor, ...], output: torch.Tensor, baseline_output: torch.Tensor
+) -> torch.Tensor:
+    """Captum's convergence delta per example: ``Σ attributions − (F(x) − F(x'))``."""
+    batch = int(output.shape[0])
+    total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
+    return total - (output - baseline_output)
+
+
 def training_modules(forward_func: Callable[..., Any]) -> list[str]:
     """Names of Dropout/BatchNorm modules left in training mode under ``forward_func``."""
-    owner = forward_func if isinstance(forward_func, nn.Module) else None
-    if owner is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
-        owner = forward_func.__self__  # type: ignore[attr-defined]
-    if owner is None:
+    model = owner(forward_func)
+    if model is None:
         return []
     coupled = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
     return [
         name or type(m).__name__
-        for name, m in owner.named_modules()
+        for name, m in model.named_modules()
         if m.training and isinstance(m, coupled)
     ]
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside integrad.
+
+    Call it in the function that warns. Entry points reach the warning through
+    different depths (``explain``, a class's ``attribute``, layer IG), so no fixed
+    number names the user's line for all of them.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def warn_if_training(forward_func: Callable[..., Any]) -> None:
@@ -126,7 +152,7 @@ def warn_if_training(forward_func: Callable[..., Any]) -> None:
             "couples the path points of a chunk, so results depend on batching. Call "
             "model.eval() first unless this is intended.",
             RuntimeWarning,
-            stacklevel=5,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -295,16 +321,17 @@ class Engine:
         """The target output, detached, from a ``forward_func`` output for examples ``rows``."""
         return self._select(output, rows).detach()
 
-    def integrate(self, quad: Rule) -> tuple[torch.Tensor, ...]:
+    def integrate(self, quad: Rule, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Per example, the rule's weighted sum of gradients along the whole path.
 
-        Points go node-major (every example at the first node, then the next), as Captum.
+        ``rows`` (default: every example) are the examples to integrate; the sums of the
+        others stay 0. Points go node-major (every example at the first node, then the
+        next), as Captum.
         """
-        batch = self.problem.batch
+        rows = torch.arange(self.problem.batch) if rows is None else rows
+        n = int(rows.numel())
         return self.gradients(
-            torch.arange(batch).repeat(quad.n),
-            quad.alphas.repeat_interleave(batch),
-            quad.weights.repeat_interleave(batch),
+            rows.repeat(quad.n), quad.alphas.repeat_interleave(n), quad.weights.repeat_interleave(n)
         ).sums
 
     def ends(self) -> tuple[torch.Tensor, torch.Tensor]:

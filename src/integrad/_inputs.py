@@ -21,8 +21,11 @@ TargetType: TypeAlias = (
 )
 
 
-def as_inputs(inputs: object) -> tuple[tuple[torch.Tensor, ...], bool]:
-    """``(tensors, was_tuple)``: validated, detached copies-by-reference of the inputs."""
+def as_inputs(inputs: object, integer_ok: bool = False) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """``(tensors, was_tuple)``: validated, detached copies-by-reference of the inputs.
+
+    ``integer_ok`` admits integer inputs (token ids, for layer attribution) as they are.
+    """
     was_tuple = isinstance(inputs, tuple)
     items = inputs if isinstance(inputs, tuple) else (inputs,)
     if not items:
@@ -32,7 +35,7 @@ def as_inputs(inputs: object) -> tuple[tuple[torch.Tensor, ...], bool]:
         where = f"inputs[{i}]" if was_tuple else "inputs"
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{where} must be a torch.Tensor, got {type(x).__name__}")
-        if not (x.is_floating_point() or x.is_complex()):
+        if not (x.is_floating_point() or x.is_complex() or integer_ok):
             raise TypeError(
                 f"{where} has dtype {x.dtype}: gradients need floating-point inputs. For token "
                 "ids or other discrete inputs, attribute at the embedding layer instead "
@@ -42,7 +45,8 @@ def as_inputs(inputs: object) -> tuple[tuple[torch.Tensor, ...], bool]:
             raise TypeError(f"{where} has complex dtype {x.dtype}; only real inputs are supported")
         if x.dim() == 0:
             raise ValueError(f"{where} is a scalar; inputs need a leading batch dimension")
-        check_finite(x, where)
+        if x.is_floating_point():
+            check_finite(x, where)
         out.append(x.detach())
     batch = out[0].shape[0]
     for i, x in enumerate(out):
@@ -55,6 +59,18 @@ def as_inputs(inputs: object) -> tuple[tuple[torch.Tensor, ...], bool]:
     if batch == 0:
         raise ValueError("inputs have batch size 0; there is nothing to attribute")
     return tuple(out), was_tuple
+
+
+def check_positive_int(value: object, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def flat_rows(tensors: TensorOrTuple) -> torch.Tensor:
+    """One float64 row per example: every feature of every tensor, flattened and joined."""
+    parts = tensors if isinstance(tensors, tuple) else (tensors,)
+    return torch.cat([t.reshape(t.shape[0], -1).double() for t in parts], dim=1)
 
 
 def check_finite(x: torch.Tensor, where: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,15 @@ def diverging(values: np.ndarray, limit: float | None = None) -> np.ndarray:
     t = _fraction(values, limit)[..., None]
     rgb = np.where(t >= 0, NEUTRAL + t * (POSITIVE - NEUTRAL), NEUTRAL - t * (NEGATIVE - NEUTRAL))
     return np.round(rgb).astype(np.uint8)
+
+
+def diverging_cmap() -> Any:
+    """:func:`diverging` as a matplotlib colormap, for figures (imports matplotlib)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(
+        "integrad", [NEGATIVE / 255, NEUTRAL / 255, POSITIVE / 255]
+    )
 
 
 def sequential(

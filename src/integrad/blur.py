@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple, as_inputs, same_form
+from ._engine import Engine, PathProblem, completeness_delta
+from ._inputs import TargetType, TensorOrTuple, as_inputs, check_positive_int, same_form
 from .baselines import gaussian_blur
 from .explanation import Explanation
 from .idgi import _share_of_squares
@@ -178,8 +178,7 @@ class _Run:
         internal_batch_size: int | None,
         max_memory: int | None,
     ) -> None:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+        check_positive_int(n_steps, "n_steps")
         for name, value in (("max_sigma", max_sigma), ("grad_step", grad_step)):
             if (
                 isinstance(value, bool)
@@ -270,6 +269,4 @@ class _Run:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """F(x), F(most blurred) and the signed delta, per example."""
         output, baseline_output = self.engine.ends()
-        batch = self.problem.batch
-        total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
-        return output, baseline_output, total - (output - baseline_output)
+        return output, baseline_output, completeness_delta(attributions, output, baseline_output)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple
+from ._inputs import TargetType, TensorOrTuple, check_positive_int, flat_rows
 from .integrated_gradients import explain
 from .quadrature import METHODS
 
@@ -128,6 +128,8 @@ def convergence(
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
         raise ValueError(f"methods must name rules of {list(METHODS)}, got {list(methods)!r}")
+    if reference_steps is not None:
+        check_positive_int(reference_steps, "reference_steps")
     n_ref = 2 * max(steps) if reference_steps is None else reference_steps
     common = dict(
         baselines=baselines,
@@ -136,7 +138,7 @@ def convergence(
         max_memory=max_memory,
     )
     ref = explain(forward_func, inputs, n_steps=n_ref, **common)
-    ref_flat = _flat(ref.attributions)
+    ref_flat = flat_rows(ref.attributions)
     scale = ref_flat.norm(dim=1).clamp_min(torch.finfo(ref_flat.dtype).tiny)
     rows = []
     for method in methods:
@@ -144,7 +146,7 @@ def convergence(
             if method == "riemann_trapezoid" and n < 2:
                 continue
             exp = explain(forward_func, inputs, n_steps=n, method=method, **common)
-            error = (_flat(exp.attributions) - ref_flat).norm(dim=1) / scale
+            error = (flat_rows(exp.attributions) - ref_flat).norm(dim=1) / scale
             gap = exp.relative_delta.double()
             rows.append(
                 ConvergenceRow(
@@ -157,11 +159,6 @@ def convergence(
                 )
             )
     return ConvergenceTable(tuple(rows), f"gausslegendre, n_steps={n_ref}")
-
-
-def _flat(attributions: TensorOrTuple) -> torch.Tensor:
-    parts = attributions if isinstance(attributions, tuple) else (attributions,)
-    return torch.cat([a.reshape(a.shape[0], -1).double() for a in parts], dim=1)
 
 
 @dataclass(frozen=True)
@@ -237,9 +234,10 @@ def check_completeness(
         )
     output, baseline_output = (v.double() for v in Engine(problem).ends())
     change = output - baseline_output
-    total = _flat(parts).sum(dim=1)
+    total = flat_rows(parts).sum(dim=1)
     abs_error = (total - change).abs()
-    rel_error = abs_error / change.abs()
+    # An exact sum for a zero change has no error (0/0 would report NaN).
+    rel_error = torch.where(abs_error == 0, 0.0, abs_error / change.abs())
     scale = torch.where(
         change != 0, change.abs(), torch.maximum(output.abs(), baseline_output.abs())
     )

@@ -48,6 +48,7 @@ from torch import nn
 from torch.nn.modules import batchnorm, conv, dropout, padding, pooling
 
 from ._engine import Engine
+from ._modules import is_smooth_module, owner
 
 _AFFINE = (
     nn.Linear, conv._ConvNd, batchnorm._BatchNorm, dropout._DropoutNd, nn.Flatten,
@@ -56,12 +57,11 @@ _AFFINE = (
     padding._CircularPadNd, nn.PixelShuffle, nn.PixelUnshuffle, nn.Upsample,
     nn.ChannelShuffle, nn.Fold, nn.Unfold,
 )  # fmt: skip
-_SMOOTH = (
-    nn.GELU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softplus,
-    nn.SiLU, nn.Mish, nn.ELU, nn.CELU, nn.SELU, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink,
-    nn.Hardswish, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.RNNBase,
-    nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+_NOT_PIECEWISE_LINEAR = (
+    nn.Hardswish, nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
 )  # fmt: skip
+"""Refused by name besides the smooth modules: these hold affine parts but are not affine."""
 _PATTERN_TOL = 64
 """Elements within this many ulps of the layer's scale of a kink count as on it."""
 _CHECK_TOL = 1 << 14
@@ -82,11 +82,9 @@ def _kinks(module: nn.Module) -> tuple[float, ...] | None:
 
 def model_of(forward_func: Callable[..., Any]) -> nn.Module:
     """The module whose layers ``forward_func`` runs, or ValueError."""
-    if isinstance(forward_func, nn.Module):
-        return forward_func
-    owner = getattr(forward_func, "__self__", None)
-    if isinstance(owner, nn.Module):
-        return owner
+    model = owner(forward_func)
+    if model is not None:
+        return model
     raise ValueError(
         "method='exact' needs forward_func to be an nn.Module (or a method of one) so that "
         f"its activation patterns can be recorded; got {type(forward_func).__name__}"
@@ -100,7 +98,7 @@ def check_model(forward_func: Callable[..., Any]) -> None:
             f"module {name!r} ({type(m).__name__})" if name else f"the model ({type(m).__name__})"
         )
         leaf = next(m.children(), None) is None
-        if isinstance(m, _SMOOTH):
+        if is_smooth_module(m) or isinstance(m, _NOT_PIECEWISE_LINEAR):
             reason = "is smooth, not piecewise-linear"
         elif m.training and isinstance(m, (batchnorm._BatchNorm, dropout._DropoutNd, nn.RReLU)):
             reason = "is in training mode (call model.eval())"

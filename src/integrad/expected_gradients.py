@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._engine import Engine, PathProblem
+from ._engine import Engine, PathProblem, completeness_delta
 from ._inputs import (
     ExtraArgs,
     Target,
@@ -25,6 +25,7 @@ from ._inputs import (
     TensorOrTuple,
     as_inputs,
     broadcast_baseline,
+    check_positive_int,
     repeat_per_example,
     same_form,
 )
@@ -81,8 +82,7 @@ class ExpectedGradients:
             raise ValueError(f"stdevs must be a number >= 0, got {stdevs!r}")
         gen = generator if generator is not None else torch.Generator(xs[0].device).manual_seed(0)
         if n_steps is None:
-            if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-                raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+            check_positive_int(n_samples, "n_samples")
             slots = n_samples
         else:
             check_method(method, n_steps)
@@ -185,8 +185,7 @@ class ExpectedGradients:
                 .reshape(batch, n_refs)
                 .mean(dim=1)
             )
-        total = sum(a.reshape(batch, -1).sum(dim=1).to(f_x.dtype) for a in attributions)
-        return total - (f_x - f_refs)
+        return completeness_delta(attributions, f_x, f_refs)
 
 
 def _at(

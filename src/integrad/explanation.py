@@ -52,8 +52,12 @@ class Explanation:
 
     @property
     def relative_delta(self) -> torch.Tensor:
-        """``|delta| / |output - baseline_output|`` per example (inf where that is 0)."""
-        return self.delta.abs() / (self.output - self.baseline_output).abs()
+        """``|delta| / |output - baseline_output|`` per example.
+
+        inf where only the change is 0; 0 where the delta is 0 as well (0/0 is no error).
+        """
+        gap = self.delta.abs()
+        return torch.where(gap == 0, 0.0, gap / (self.output - self.baseline_output).abs())
 
     def __repr__(self) -> str:
         return _describe(self)
@@ -71,9 +75,10 @@ class Explanation:
         """A matplotlib figure of one example, in the view that suits the input.
 
         ``kind`` is ``"image"`` (original | signed | absolute | overlay), ``"table"``
-        (signed bar chart of the ranked features), ``"timeseries"`` (per-step bars and a
-        time × feature heatmap) or ``"text"``; by default it is guessed from the inputs'
-        shape (see :func:`integrad.views.kind_of`). Needs matplotlib.
+        (signed bar chart of the ranked features) or ``"timeseries"`` (per-step bars and a
+        time × feature heatmap); by default it is guessed from the inputs' shape (see
+        :func:`integrad.views.kind_of`). Text has no figure: use :meth:`to_html`. Needs
+        matplotlib.
         """
         from .views import plot
 
@@ -103,6 +108,7 @@ _KNOWN = {
     "target",
     "baseline",
     "multiply_by_inputs",
+    "n_forward",
     "extras",
     "error_estimate",
     "converged",
@@ -158,8 +164,11 @@ def _describe(exp: Explanation) -> str:
             lines.append(row)
         if n > shown:
             lines.append(f"  ... {n - shown} more")
-    lines.append(f"  evals/example={float(exp.n_evals.double().mean()):.4g}")
-    # Fields added by other methods (error estimates, convergence flags, ...) get one line each.
+    evals = f"  evals/example={float(exp.n_evals.double().mean()):.4g}"
+    if exp.n_forward is not None:
+        evals += f", forward-only/example={float(exp.n_forward.double().mean()):.4g}"
+    lines.append(evals)
+    # Fields this function does not know (a subclass's, say) get one line each.
     for f in fields(exp):
         if f.name not in _KNOWN:
             lines.append(f"  {f.name}={_short(getattr(exp, f.name))}")

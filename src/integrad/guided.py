@@ -35,8 +35,8 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple, same_form
+from ._engine import Engine, PathProblem, completeness_delta
+from ._inputs import TargetType, TensorOrTuple, check_positive_int, flat_rows, same_form
 from .explanation import Explanation
 from .idgi import _share_of_squares
 
@@ -80,11 +80,9 @@ def explain_guided(
     engine = Engine(problem, max_memory=max_memory, internal_batch_size=internal_batch_size)
     attributions = guided_path(engine, n_steps, fraction, max_dist, idgi)
     output, baseline_output = engine.ends()
-    batch = problem.batch
-    total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
     return Explanation(
         attributions=same_form(attributions, was_tuple),
-        delta=total - (output - baseline_output),
+        delta=completeness_delta(attributions, output, baseline_output),
         output=output,
         baseline_output=baseline_output,
         n_evals=engine.evals.clone(),
@@ -149,14 +147,11 @@ class GuidedIntegratedGradients:
         result = same_form(attributions, was_tuple)
         if not return_convergence_delta:
             return result
-        output, baseline_output = engine.ends()
-        total = sum(a.reshape(problem.batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
-        return result, total - (output - baseline_output)
+        return result, completeness_delta(attributions, *engine.ends())
 
 
 def _check(n_steps: int, fraction: float, max_dist: float) -> None:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    check_positive_int(n_steps, "n_steps")
     for name, value, low_open in (("fraction", fraction, True), ("max_dist", max_dist, False)):
         ok = (
             not isinstance(value, bool)
@@ -181,8 +176,8 @@ def guided_path(
     problem = engine.problem
     shapes = [x.shape[1:] for x in problem.inputs]
     sizes = [s.numel() for s in shapes]
-    flat_in = _flat(problem.inputs)
-    flat_base = _flat(problem.baselines)
+    flat_in = flat_rows(problem.inputs)
+    flat_base = flat_rows(problem.baselines)
     l1_total = (flat_in - flat_base).abs().sum(dim=1)
     attr = torch.zeros_like(flat_in)
     # Examples whose input equals their baseline have zero attribution and never move.
@@ -196,7 +191,7 @@ def guided_path(
                 for p, s, x in zip(walk.x.split(sizes, dim=1), shapes, problem.inputs, strict=True)
             )
             evaluated = engine.gradients_at(rows, points, torch.ones(rows.numel()))
-            grad = _flat(tuple(g.index_select(0, rows) for g in evaluated.sums))
+            grad = flat_rows(tuple(g.index_select(0, rows) for g in evaluated.sums))
             moved = walk.step(grad, (step + 1.0) / n_steps, max_dist, 1 - (step + 1) / n_steps)
             if not idgi:
                 attr[rows] += moved * grad
@@ -214,10 +209,6 @@ def guided_path(
         a.reshape(-1, *s).to(x.dtype)
         for a, s, x in zip(attr.split(sizes, dim=1), shapes, problem.inputs, strict=True)
     )
-
-
-def _flat(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    return torch.cat([t.reshape(t.shape[0], -1).double() for t in tensors], dim=1)
 
 
 class _Walk:

@@ -394,7 +394,7 @@ def comparison(
 def figure(exp: Explanation, example: int = 0, **options: Any) -> Any:
     """A matplotlib figure: original | signed (with colour bar) | absolute | overlay."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LinearSegmentedColormap, Normalize
+    from matplotlib.colors import Normalize
 
     image, attributions = _one(exp, example)
     summed = aggregate_channels(attributions)
@@ -411,10 +411,7 @@ def figure(exp: Explanation, example: int = 0, **options: Any) -> Any:
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-    cmap = LinearSegmentedColormap.from_list(
-        "integrad", [_png.NEGATIVE / 255, _png.NEUTRAL / 255, _png.POSITIVE / 255]
-    )
-    mappable = plt.cm.ScalarMappable(Normalize(-limit or -1, limit or 1), cmap)
+    mappable = plt.cm.ScalarMappable(Normalize(-limit or -1, limit or 1), _png.diverging_cmap())
     fig.colorbar(mappable, ax=axes[1], shrink=0.8)
     fig.suptitle(
         f"{exp.method}, {exp.n_steps} steps, baseline {exp.baseline}, "

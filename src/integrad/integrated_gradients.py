@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._engine import Engine, PathProblem
+from ._engine import Engine, PathProblem, completeness_delta
 from ._inputs import TargetType, TensorOrTuple, same_form
 from .exact import check_model, exact
 from .explanation import Explanation
@@ -169,12 +169,10 @@ class _Run:
 
     def completeness(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """F(x), F(x') (forward passes only, unless known) and the signed delta, per example."""
-        batch = self.problem.batch
         if self._ends is None:
             self._ends = self.engine.ends()
         output, baseline_output = self._ends
-        total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in self.integrated)
-        return output, baseline_output, total - (output - baseline_output)
+        return output, baseline_output, completeness_delta(self.integrated, *self._ends)
 
 
 class IntegratedGradients:

@@ -41,8 +41,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._engine import Engine, PathProblem, warn_if_training
-from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, check_finite
+from ._engine import Engine, PathProblem, completeness_delta, warn_if_training
+from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, as_inputs
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
 from .tolerance import DEFAULT_MAX_STEPS, check_tolerance, integrate_to_tolerance, is_smooth
@@ -180,9 +180,7 @@ class LayerIntegratedGradients:
                 return engine.integrate(quad), engine, evaluate.reused
             sums = [torch.zeros_like(t) for t in flat_x]
             for row in range(batch):
-                part = engine.gradients(
-                    torch.full((quad.n,), row, dtype=torch.long), quad.alphas, quad.weights
-                ).sums
+                part = engine.integrate(quad, torch.tensor([row]))
                 for acc, s in zip(sums, part, strict=True):
                     acc.add_(s)
             return tuple(sums), engine, evaluate.reused
@@ -208,9 +206,8 @@ class LayerIntegratedGradients:
         if not return_convergence_delta:
             return attributions
         rows = torch.arange(batch)
-        change = engine.target_values(out_x, rows) - engine.target_values(out_b, rows)
-        total = sum(a.reshape(batch, -1).sum(1).to(change.dtype) for a in integrated)
-        return attributions, total - change
+        ends = engine.target_values(out_x, rows), engine.target_values(out_b, rows)
+        return attributions, completeness_delta(integrated, *ends)
 
     def _record(
         self, xs: tuple[torch.Tensor, ...], extra: tuple[Any, ...], layer_input: bool
@@ -418,35 +415,11 @@ def _model_inputs(
     inputs: object, baselines: object
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """Inputs of any real dtype (token ids included) and baselines of the same dtypes."""
-    was_tuple = isinstance(inputs, tuple)
-    items = inputs if isinstance(inputs, tuple) else (inputs,)
-    if not items:
-        raise ValueError("inputs is an empty tuple; pass a tensor or a tuple of tensors")
-    xs = []
-    for i, x in enumerate(items):
-        where = f"inputs[{i}]" if was_tuple else "inputs"
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{where} must be a torch.Tensor, got {type(x).__name__}")
-        if x.is_complex():
-            raise TypeError(f"{where} has complex dtype {x.dtype}; only real inputs are supported")
-        if x.dim() == 0:
-            raise ValueError(f"{where} is a scalar; inputs need a leading batch dimension")
-        if x.is_floating_point():
-            check_finite(x, where)
-        xs.append(x.detach())
-    batch = xs[0].shape[0]
-    for i, x in enumerate(xs):
-        if x.shape[0] != batch:
-            raise ValueError(
-                f"inputs must share the batch size; inputs[{i}] has {x.shape[0]} rows but "
-                f"inputs[0] has {batch}"
-            )
-    if batch == 0:
-        raise ValueError("inputs have batch size 0; there is nothing to attribute")
+    xs, was_tuple = as_inputs(inputs, integer_ok=True)
     if all(x.is_floating_point() for x in xs):
-        return tuple(xs), resolve_baselines(baselines, tuple(xs), was_tuple)
+        return xs, resolve_baselines(baselines, xs, was_tuple)
     if callable(baselines) and not isinstance(baselines, torch.Tensor):
-        baselines = baselines(tuple(xs) if was_tuple else xs[0])
+        baselines = baselines(xs if was_tuple else xs[0])
     specs = baselines if isinstance(baselines, tuple) else (baselines,) * len(xs)
     if len(specs) != len(xs):
         raise ValueError(
@@ -459,7 +432,7 @@ def _model_inputs(
             out.append(resolve_baselines(spec, (x,), False)[0])
         else:
             out.append(_discrete_baseline(spec, x, where))
-    return tuple(xs), tuple(out)
+    return xs, tuple(out)
 
 
 def _discrete_baseline(spec: object, x: torch.Tensor, where: str) -> torch.Tensor:

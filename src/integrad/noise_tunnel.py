@@ -13,7 +13,13 @@ from typing import Any, Protocol
 
 import torch
 
-from ._inputs import TensorOrTuple, as_inputs, repeat_per_example, same_form
+from ._inputs import (
+    TensorOrTuple,
+    as_inputs,
+    check_positive_int,
+    repeat_per_example,
+    same_form,
+)
 
 __all__ = ["NT_TYPES", "NoiseTunnel"]
 
@@ -68,9 +74,9 @@ class NoiseTunnel:
         xs, was_tuple = as_inputs(inputs)
         if nt_type not in NT_TYPES:
             raise ValueError(f"nt_type={nt_type!r} is not known; choose one of {list(NT_TYPES)}")
-        _positive_int(nt_samples, "nt_samples")
+        check_positive_int(nt_samples, "nt_samples")
         if nt_samples_batch_size is not None:
-            _positive_int(nt_samples_batch_size, "nt_samples_batch_size")
+            check_positive_int(nt_samples_batch_size, "nt_samples_batch_size")
         sigmas = _stdevs(stdevs, len(xs))
         batch = int(xs[0].shape[0])
         gen = generator if generator is not None else torch.Generator(xs[0].device).manual_seed(0)
@@ -129,11 +135,6 @@ class _Moments:
         self.m2 = self.m2 + other.m2 + shift**2 * (self.n * other.n / n)
         self.mean = self.mean + shift * (other.n / n)
         self.n = n
-
-
-def _positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _stdevs(stdevs: object, n_inputs: int) -> tuple[float, ...]:

@@ -126,9 +126,10 @@ def _provenance(exp: Explanation) -> str:
         ("attributions", ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in parts)),
         ("model evaluations per example", f"{float(exp.n_evals.double().mean()):.4g}"),
     ]
-    for name in ("tolerance", "max_steps"):
-        if hasattr(exp, name) or name in exp.extras:
-            rows.append((name, getattr(exp, name, exp.extras.get(name))))
+    if exp.tolerance is not None:
+        rows.append(("tolerance", exp.tolerance))
+    if exp.converged is not None:
+        rows.append(("converged", f"{int(exp.converged.sum())} of {int(exp.converged.numel())}"))
     for key, value in exp.extras.items():
         if key in ("saved_with", "feature_names", "tokens", "kind"):
             continue
@@ -150,7 +151,7 @@ def _completeness(exp: Explanation, shown: int) -> str:
     output, base, delta = (
         t.detach().cpu().double() for t in (exp.output, exp.baseline_output, exp.delta)
     )
-    relative = delta.abs() / (output - base).abs()
+    relative = exp.relative_delta.detach().cpu().double()
     head = _tr(
         "#",
         "F(x)",

@@ -52,11 +52,12 @@ def _matrix(data: Any, name: str) -> tuple[np.ndarray, list[str] | None]:
     return array.astype(np.float64), columns
 
 
-def _model_dtype(model: Any) -> torch.dtype:
+def _model_placement(model: Any) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of the model's first parameter (float32 on the CPU without one)."""
     if isinstance(model, torch.nn.Module):
         for parameter in model.parameters():
-            return parameter.dtype
-    return torch.float32
+            return parameter.dtype, parameter.device
+    return torch.float32, torch.device("cpu")
 
 
 def tabular(
@@ -74,8 +75,8 @@ def tabular(
     ``rows`` and ``training_data`` are numpy arrays, DataFrames or tensors of shape
     ``(n, features)``. ``baseline`` is ``"mean"`` or ``"median"`` of ``training_data``,
     ``"zeros"``, or one row of values. Feature names come from ``feature_names``, else
-    the DataFrame's columns, else ``x0, x1, ...``. Inputs take the model's dtype.
-    The result's ``extras`` hold ``feature_names`` and ``kind="table"``.
+    the DataFrame's columns, else ``x0, x1, ...``. Inputs take the model's dtype and
+    device. The result's ``extras`` hold ``feature_names`` and ``kind="table"``.
     """
     from .integrated_gradients import explain
 
@@ -106,9 +107,9 @@ def tabular(
         if values.shape != (1, n_features):
             raise ValueError(f"baseline must be one row of {n_features} values, got {values.shape}")
         values, description = values[0], "given row"
-    dtype = _model_dtype(model)
-    inputs = torch.as_tensor(x, dtype=dtype)
-    baselines = torch.as_tensor(values, dtype=dtype).expand_as(inputs).contiguous()
+    dtype, device = _model_placement(model)
+    inputs = torch.as_tensor(x, dtype=dtype, device=device)
+    baselines = torch.as_tensor(values, dtype=dtype, device=device).expand_as(inputs).contiguous()
     exp = explain(model, inputs, baselines=baselines, target=target, **explain_kwargs)
     exp.baseline = description
     exp.extras.update(feature_names=names, kind="table")

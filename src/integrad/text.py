@@ -53,9 +53,9 @@ __all__ = [
 TOKEN_KINDS: tuple[str, ...] = ("pad", "unk", "mask")
 BASELINE_KINDS: tuple[str, ...] = (*TOKEN_KINDS, "zero")
 
-POSITIVE: tuple[int, int, int] = tuple(int(c) for c in _png.POSITIVE)  # type: ignore[assignment]
-"""Red: the token raises the explained output (the image views' positive colour)."""
-NEGATIVE: tuple[int, int, int] = tuple(int(c) for c in _png.NEGATIVE)  # type: ignore[assignment]
+POSITIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.POSITIVE))
+"""Red: the token raises the explained output (the colour of every other view)."""
+NEGATIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.NEGATIVE))
 """Blue: the token lowers it."""
 
 

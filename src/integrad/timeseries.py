@@ -90,11 +90,13 @@ def bars(
     half = height // 2
     out = np.full((2 * half + 1, v.size * step_width, 3), _png.WHITE, dtype=np.uint8)
     out[half] = 160
+    # A white pixel either side of each bar, where a step is wide enough to keep one.
+    margin = 1 if step_width >= 3 else 0
     for t, value in enumerate(v):
         size = round(min(abs(value) / limit, 1.0) * half) if limit > 0 else 0
         if size == 0:
             continue
-        columns = slice(t * step_width + 1, (t + 1) * step_width - 1 or 1)
+        columns = slice(t * step_width + margin, (t + 1) * step_width - margin)
         if value > 0:
             out[half - size : half, columns] = _png.POSITIVE.astype(np.uint8)
         else:
@@ -107,7 +109,7 @@ def figure(
 ) -> Any:
     """A matplotlib figure: the input series, per-step attribution bars, feature × time map."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LinearSegmentedColormap, TwoSlopeNorm
+    from matplotlib.colors import TwoSlopeNorm
 
     inputs, attributions = _series(exp.inputs), _series(exp.attributions)
     if not 0 <= example < inputs.shape[0]:
@@ -136,13 +138,10 @@ def figure(
     axes[1].axhline(0.0, color="black", linewidth=0.8)
     axes[1].set_ylabel("attribution\nper step")
     limit = float(np.abs(a).max()) or 1.0
-    cmap = LinearSegmentedColormap.from_list(
-        "integrad", [_png.NEGATIVE / 255, _png.NEUTRAL / 255, _png.POSITIVE / 255]
-    )
     image = axes[2].imshow(
         a.T,
         aspect="auto",
-        cmap=cmap,
+        cmap=_png.diverging_cmap(),
         norm=TwoSlopeNorm(0.0, -limit, limit),
         interpolation="nearest",
         extent=(-0.5, steps - 0.5, n_features - 0.5, -0.5),

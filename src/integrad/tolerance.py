@@ -43,9 +43,10 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from ._engine import Engine
+from ._engine import Engine, user_stacklevel
+from ._inputs import check_positive_int, flat_rows
+from ._modules import KINKED, is_smooth_module, owner
 from .quadrature import METHODS, rule
 
 __all__ = [
@@ -69,38 +70,6 @@ FIRST_CELLS = 6
 FIRST_NODES = 4
 """Nodes of the first smooth (Gauss–Legendre) rung; rungs double it."""
 
-_KINKED = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.Hardtanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardshrink,
-    nn.Softshrink,
-    nn.Threshold,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-)
-_SMOOTH = (
-    nn.GELU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.SiLU,
-    nn.Mish,
-    nn.Softplus,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.Softmax,
-    nn.LogSoftmax,
-    nn.LayerNorm,
-    nn.Tanhshrink,
-    nn.LogSigmoid,
-)
-
 
 def is_smooth(forward_func: object) -> bool:
     """True if ``forward_func`` is a module whose nonlinearities are all smooth.
@@ -109,18 +78,13 @@ def is_smooth(forward_func: object) -> bool:
     functions and models built only from affine modules (whose forward may call
     ``F.relu``, invisible here) count as piecewise, the safe choice.
     """
-    owner = forward_func if isinstance(forward_func, nn.Module) else None
-    if owner is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
-        owner = forward_func.__self__  # type: ignore[attr-defined]
-    if owner is None:
+    model = owner(forward_func)
+    if model is None:
         return False
-    modules = list(owner.modules())
-    if any(isinstance(m, _KINKED) for m in modules):
+    modules = list(model.modules())
+    if any(isinstance(m, KINKED) for m in modules):
         return False
-    return any(isinstance(m, _SMOOTH) for m in modules) or any(
-        type(m).__name__ in {"GELUActivation", "NewGELUActivation", "FastGELUActivation"}
-        for m in modules
-    )
+    return any(is_smooth_module(m) for m in modules)
 
 
 @dataclass(frozen=True)
@@ -141,7 +105,11 @@ class Tolerated:
 def integrate_to_tolerance(
     engine: Engine, tolerance: float, max_steps: int, smooth: bool | None = None
 ) -> Tolerated:
-    """Integrate every example of ``engine``'s problem until it meets ``tolerance``."""
+    """Integrate every example of ``engine``'s problem until it meets ``tolerance``.
+
+    ``smooth`` picks the ladder; by default it is read from the problem's forward_func
+    (layer IG passes its model's, since its engine runs a wrapper).
+    """
     if smooth is None:
         smooth = is_smooth(engine.problem.forward_func)
     least = 2 * FIRST_NODES + FIRST_NODES if smooth else 2 * FIRST_CELLS - 1
@@ -167,8 +135,8 @@ def integrate_to_tolerance(
     while pending.any() and ladder.evaluations_next() <= max_steps:
         new = ladder.next(pending)
         rows = pending.nonzero().squeeze(1)
-        attr_new = _flat(new, diffs, rows)
-        attr_old = _flat(grads, diffs, rows)
+        attr_new = _attributions(new, diffs, rows)
+        attr_old = _attributions(grads, diffs, rows)
         size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
         rel = (attr_new - attr_old).norm(dim=1) / size
         estimate[rows] = ladder.estimate(rel)
@@ -188,7 +156,7 @@ def integrate_to_tolerance(
             "Explanation.converged. Raise max_steps, or compute in float64 if the "
             "tolerance is near the inputs' precision.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return Tolerated(
         grads,
@@ -201,17 +169,11 @@ def integrate_to_tolerance(
     )
 
 
-def _flat(
+def _attributions(
     grads: tuple[torch.Tensor, ...], diffs: tuple[torch.Tensor, ...], rows: torch.Tensor
 ) -> torch.Tensor:
     """Attributions ``g ⊙ (x − x')`` of examples ``rows``, one float64 row each."""
-    return torch.cat(
-        [
-            (g[rows] * d[rows]).reshape(len(rows), -1).double()
-            for g, d in zip(grads, diffs, strict=True)
-        ],
-        dim=1,
-    )
+    return flat_rows(tuple(g[rows] * d[rows] for g, d in zip(grads, diffs, strict=True)))
 
 
 class _Piecewise:
@@ -269,15 +231,10 @@ class _Smooth:
         self.points = 0
 
     def _rung(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rows = pending.nonzero().squeeze(1)
-        quad = rule("gausslegendre", self.nodes)
         self.spent += self.nodes
         self.points = self.nodes
-        return self.engine.gradients(
-            rows.repeat(self.nodes),
-            quad.alphas.repeat_interleave(len(rows)),
-            quad.weights.repeat_interleave(len(rows)),
-        ).sums
+        rows = pending.nonzero().squeeze(1)
+        return self.engine.integrate(rule("gausslegendre", self.nodes), rows)
 
     def first(self) -> tuple[torch.Tensor, ...]:
         return self._rung(torch.ones(self.engine.problem.batch, dtype=torch.bool))
@@ -307,10 +264,8 @@ def check_tolerance(tolerance: object, max_steps: object, method: str) -> None:
         or tolerance <= 0
     ):
         raise ValueError(f"tolerance must be a positive finite number, got {tolerance!r}")
-    if max_steps is not None and (
-        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
-    ):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if max_steps is not None:
+        check_positive_int(max_steps, "max_steps")
     if method not in METHODS:  # idgi, exact: their own integration
         raise ValueError(
             f"tolerance mode chooses its own rules per example; method={method!r} cannot be "

@@ -67,12 +67,8 @@ def plot(exp: Explanation, kind: str | None = None, *, example: int = 0, **optio
 
         return series_figure(exp, example, **options)
     if kind == "text":
-        # Text views live in integrad.text (token colouring with a tokenizer's words).
-        import importlib
-
-        try:
-            text = importlib.import_module(".text", __package__)
-        except ImportError as error:
-            raise ValueError("text views need integrad.text, which is not installed") from error
-        return text.plot(exp, example, **options)
+        raise ValueError(
+            "there is no matplotlib view for text; colour the tokens with exp.to_html(path) "
+            "or integrad.text.html / integrad.text.terminal"
+        )
     raise ValueError(f"kind={kind!r} is not a view; choose one of {list(KINDS)}")
