@@ -123,8 +123,9 @@ def integrate_to_tolerance(
     batch = engine.problem.batch
     problem = engine.problem
     diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
-    change = (output - baseline_output).double()
-    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double()
+    # Per-example bookkeeping stays on the CPU, whatever the model's device.
+    change = (output - baseline_output).double().cpu()
+    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double().cpu()
     allowed_gap = tolerance * change.abs() + floor
 
     grads = ladder.first()
@@ -138,9 +139,9 @@ def integrate_to_tolerance(
         attr_new = _attributions(new, diffs, rows)
         attr_old = _attributions(grads, diffs, rows)
         size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
-        rel = (attr_new - attr_old).norm(dim=1) / size
+        rel = ((attr_new - attr_old).norm(dim=1) / size).cpu()
         estimate[rows] = ladder.estimate(rel)
-        gap = (attr_new.sum(dim=1) - change[rows]).abs()
+        gap = (attr_new.sum(dim=1).cpu() - change[rows]).abs()
         for g, n in zip(grads, new, strict=True):
             g[rows] = n[rows]
         points[rows] = ladder.points
@@ -200,7 +201,10 @@ class _Piecewise:
         self.mass[rows] += density.sum()
         self.points = self.cells - 1
         return tuple(
-            acc / self.mass.clamp_min(1e-300).to(acc.dtype).view(-1, *[1] * (acc.dim() - 1))
+            acc
+            / self.mass.clamp_min(1e-300)
+            .to(device=acc.device, dtype=acc.dtype)
+            .view(-1, *[1] * (acc.dim() - 1))
             for acc in self.raw
         )
 
