@@ -38,6 +38,10 @@ test: lint chromium
 bench: $(VENV)/.test
 	$(PY) bench/speed.py
 	$(PY) bench/memory.py
+	$(PY) bench/tolerance.py --threads 1
+	$(PY) bench/exact.py
+	$(PY) bench/layer_minilm.py --threads 1
+	$(PY) bench/guided_blur.py
 
 clean:
 	rm -rf $(VENV) out
