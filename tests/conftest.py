@@ -146,3 +146,17 @@ def mean_pooled(model: nn.Module) -> object:
         return (hidden * weights).sum(1) / weights.sum(1)
 
     return forward
+
+
+class FailsOnCall(nn.Module):
+    """Wraps a model and raises on its ``fail_at``-th call: state must survive it."""
+
+    def __init__(self, inner: nn.Module, fail_at: int) -> None:
+        super().__init__()
+        self.inner, self.calls, self.fail_at = inner, 0, fail_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("device lost")
+        return self.inner(x)

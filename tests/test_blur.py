@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import call_model_function, pair_saliency, smooth_cnn
+from conftest import FailsOnCall, call_model_function, pair_saliency, smooth_cnn
 from torch import nn
 
 import integrad
@@ -154,18 +154,6 @@ def test_non_images_are_refused_by_name_and_shape():
         big.attribute(torch.rand(4, 7))
     with pytest.raises(ValueError, match=r"inputs\[1\] has shape \(4, 2, 3, 3, 3\)"):
         big.attribute((torch.rand(4, 3, 3), torch.rand(4, 2, 3, 3, 3)))
-
-
-class FailsOnCall(nn.Module):
-    def __init__(self, inner: nn.Module, fail_at: int) -> None:
-        super().__init__()
-        self.inner, self.calls, self.fail_at = inner, 0, fail_at
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise RuntimeError("device lost")
-        return self.inner(x)
 
 
 def test_model_and_inputs_untouched_when_the_model_raises_midway():

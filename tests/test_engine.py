@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import FailsOnCall
 from torch import nn
 
 import integrad
@@ -39,6 +40,19 @@ def make_model() -> nn.Module:
     return model.eval()
 
 
+def path_problem(
+    model: nn.Module, x: torch.Tensor, b: torch.Tensor, target: object
+) -> _engine.PathProblem:
+    """The engine's problem for ``model`` on one input tensor, no extra arguments."""
+    return _engine.PathProblem(
+        model,
+        (x,),
+        (b,),
+        integrad._inputs.Target(target, int(x.shape[0])),
+        integrad._inputs.ExtraArgs.of(None, int(x.shape[0])),
+    )
+
+
 def test_nothing_is_mutated_by_a_successful_call():
     model = make_model()
     x = torch.rand(3, 4, requires_grad=True)
@@ -47,18 +61,6 @@ def test_nothing_is_mutated_by_a_successful_call():
     exp = integrad.explain(model, x, baselines=b, target=1, internal_batch_size=6)
     assert not exp.attributions.requires_grad
     assert_unchanged(before, snapshot(model, x, b))
-
-
-class FailsOnCall(nn.Module):
-    def __init__(self, inner: nn.Module, fail_at: int) -> None:
-        super().__init__()
-        self.inner, self.calls, self.fail_at = inner, 0, fail_at
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise RuntimeError("device lost")
-        return self.inner(x)
 
 
 @pytest.mark.parametrize("fail_at", [1, 3])
@@ -87,15 +89,7 @@ def test_works_inside_no_grad():
 def test_bytes_per_point_is_remembered_and_rechecked():
     model = make_model()
     x = torch.rand(2, 4)
-    first = _engine.Engine(
-        _engine.PathProblem(
-            model,
-            (x,),
-            (torch.zeros_like(x),),
-            integrad._inputs.Target(0, 2),
-            integrad._inputs.ExtraArgs.of(None, 2),
-        )
-    )
+    first = _engine.Engine(path_problem(model, x, torch.zeros_like(x), 0))
     rows, alphas = torch.arange(2).repeat(4), torch.linspace(0, 1, 8).double()
     first.gradients(rows, alphas, torch.ones(8).double())
     assert _engine._remembered(first.problem) == first.bytes_per_point
@@ -109,13 +103,7 @@ def test_bytes_per_point_is_remembered_and_rechecked():
 def test_gradients_report_the_target_output_at_every_point():
     model = make_model()
     x, b = torch.rand(3, 4), torch.rand(3, 4)
-    problem = _engine.PathProblem(
-        model,
-        (x,),
-        (b,),
-        integrad._inputs.Target([0, 2, 1], 3),
-        integrad._inputs.ExtraArgs.of(None, 3),
-    )
+    problem = path_problem(model, x, b, [0, 2, 1])
     rows = torch.tensor([2, 0, 1, 2, 0])
     alphas = torch.tensor([0.0, 0.3, 0.5, 1.0, 0.9], dtype=torch.float64)
     got = _engine.Engine(problem, internal_batch_size=3).gradients(rows, alphas, alphas).outputs
@@ -127,13 +115,7 @@ def test_gradients_report_the_target_output_at_every_point():
 def test_gradients_at_explicit_or_built_points_match_the_straight_line():
     model = make_model()
     x, b = torch.rand(3, 4), torch.rand(3, 4)
-    problem = _engine.PathProblem(
-        model,
-        (x,),
-        (b,),
-        integrad._inputs.Target([0, 2, 1], 3),
-        integrad._inputs.ExtraArgs.of(None, 3),
-    )
+    problem = path_problem(model, x, b, [0, 2, 1])
     rows = torch.tensor([2, 0, 1, 2, 0, 1, 1])
     alphas = torch.tensor([0.0, 0.3, 0.5, 1.0, 0.9, 0.1, 0.7], dtype=torch.float64)
     weights = torch.linspace(0.5, 2.0, 7, dtype=torch.float64)
@@ -173,13 +155,7 @@ def test_expanded_gradients_are_accumulated() -> None:
 def test_forward_chunks_yield_each_chunk_after_its_own_forward():
     model = make_model()
     x, b = torch.rand(3, 4), torch.rand(3, 4)
-    problem = _engine.PathProblem(
-        model,
-        (x,),
-        (b,),
-        integrad._inputs.Target([0, 2, 1], 3),
-        integrad._inputs.ExtraArgs.of(None, 3),
-    )
+    problem = path_problem(model, x, b, [0, 2, 1])
     seen: list[int] = []
     handle = model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import call_model_function, pair_saliency, smooth_cnn, smooth_mlp
+from conftest import FailsOnCall, call_model_function, pair_saliency, smooth_cnn, smooth_mlp
 from torch import nn
 
 import integrad
@@ -181,18 +181,6 @@ def test_deterministic_without_a_generator():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         integrad.GuidedIntegratedGradients(nn.Linear(3, 1)).attribute(torch.ones(2, 3), **kwargs)
-
-
-class FailsOnCall(nn.Module):
-    def __init__(self, inner: nn.Module, fail_at: int) -> None:
-        super().__init__()
-        self.inner, self.calls, self.fail_at = inner, 0, fail_at
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise RuntimeError("device lost")
-        return self.inner(x)
 
 
 def test_model_and_inputs_untouched_when_the_model_raises_midway():

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._inputs import ExtraArgs, Target, as_inputs
+from ._inputs import ExtraArgs, Target, as_inputs, check_callable
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import Rule
@@ -80,8 +80,7 @@ class PathProblem:
         additional_forward_args: object,
     ) -> tuple[PathProblem, bool]:
         """Validate the public argument forms; also says whether inputs were a tuple."""
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        check_callable(forward_func)
         xs, was_tuple = as_inputs(inputs)
         batch = int(xs[0].shape[0])
         problem = cls(

@@ -61,6 +61,12 @@ def as_inputs(inputs: object, integer_ok: bool = False) -> tuple[tuple[torch.Ten
     return tuple(out), was_tuple
 
 
+def check_callable(forward_func: object) -> None:
+    """Raise ``TypeError`` unless ``forward_func`` can be called."""
+    if not callable(forward_func):
+        raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+
+
 def check_positive_int(value: object, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -28,7 +28,14 @@ from typing import Any
 import torch
 
 from ._engine import Engine, PathProblem, completeness_delta
-from ._inputs import TargetType, TensorOrTuple, as_inputs, check_positive_int, same_form
+from ._inputs import (
+    TargetType,
+    TensorOrTuple,
+    as_inputs,
+    check_callable,
+    check_positive_int,
+    same_form,
+)
 from .baselines import gaussian_blur
 from .explanation import Explanation
 from .idgi import _share_of_squares
@@ -111,8 +118,7 @@ class BlurIntegratedGradients:
     """
 
     def __init__(self, forward_func: Callable[..., Any]) -> None:
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        check_callable(forward_func)
         self.forward_func = forward_func
 
     def has_convergence_delta(self) -> bool:

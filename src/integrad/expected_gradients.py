@@ -25,6 +25,7 @@ from ._inputs import (
     TensorOrTuple,
     as_inputs,
     broadcast_baseline,
+    check_callable,
     check_positive_int,
     repeat_per_example,
     same_form,
@@ -46,8 +47,7 @@ class ExpectedGradients:
     """
 
     def __init__(self, forward_func: Callable[..., Any]) -> None:
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        check_callable(forward_func)
         self.forward_func = forward_func
 
     def attribute(

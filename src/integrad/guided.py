@@ -36,7 +36,14 @@ import torch
 
 from . import baselines as _baselines
 from ._engine import Engine, PathProblem, completeness_delta
-from ._inputs import TargetType, TensorOrTuple, check_positive_int, flat_rows, same_form
+from ._inputs import (
+    TargetType,
+    TensorOrTuple,
+    check_callable,
+    check_positive_int,
+    flat_rows,
+    same_form,
+)
 from .explanation import Explanation
 from .idgi import _share_of_squares
 
@@ -115,8 +122,7 @@ class GuidedIntegratedGradients:
     """
 
     def __init__(self, forward_func: Callable[..., Any]) -> None:
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        check_callable(forward_func)
         self.forward_func = forward_func
 
     def has_convergence_delta(self) -> bool:

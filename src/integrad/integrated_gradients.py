@@ -9,7 +9,7 @@ import torch
 
 from . import baselines as _baselines
 from ._engine import Engine, PathProblem, completeness_delta
-from ._inputs import TargetType, TensorOrTuple, same_form
+from ._inputs import TargetType, TensorOrTuple, check_callable, same_form
 from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
@@ -192,8 +192,7 @@ class IntegratedGradients:
     """
 
     def __init__(self, forward_func: Callable[..., Any], multiply_by_inputs: bool = True) -> None:
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        check_callable(forward_func)
         self.forward_func = forward_func
         self.multiply_by_inputs = multiply_by_inputs
 

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ._engine import Engine, PathProblem, completeness_delta, warn_if_training
-from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, as_inputs
+from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, as_inputs, check_callable
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
 from .tolerance import DEFAULT_MAX_STEPS, check_tolerance, integrate_to_tolerance, is_smooth
@@ -85,8 +85,7 @@ class LayerIntegratedGradients:
         layer: nn.Module | list[nn.Module],
         multiply_by_inputs: bool = True,
     ) -> None:
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        check_callable(forward_func)
         layers = layer if isinstance(layer, list) else [layer]
         if not layers:
             raise ValueError("layer is an empty list; pass a module or a list of modules")
