@@ -188,7 +188,22 @@ class Engine:
         problem: PathProblem,
         max_memory: int | None = None,
         internal_batch_size: int | None = None,
+        grad_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if grad_kwargs is not None and not (
+            isinstance(grad_kwargs, dict) and all(isinstance(k, str) for k in grad_kwargs)
+        ):
+            raise TypeError(
+                f"grad_kwargs must be a dict of keyword arguments for torch.autograd.grad, "
+                f"got {type(grad_kwargs).__name__}"
+            )
+        reserved = sorted(set(grad_kwargs or {}) & {"outputs", "inputs", "allow_unused"})
+        if reserved:
+            raise ValueError(
+                f"grad_kwargs may not set {reserved}: integrad chooses the outputs, the inputs "
+                "(the path points) and allow_unused itself"
+            )
+        self.grad_kwargs = dict(grad_kwargs or {})
         if internal_batch_size is not None and (
             isinstance(internal_batch_size, bool)
             or not isinstance(internal_batch_size, int)
@@ -476,7 +491,9 @@ class Engine:
             if self._recount:
                 self._recount = False
                 self._measured(counter, points)
-            grads = torch.autograd.grad(selected.sum(), points, allow_unused=True)
+            grads = torch.autograd.grad(
+                selected.sum(), points, allow_unused=True, **self.grad_kwargs
+            )
         if all(g is None for g in grads):
             raise ValueError(
                 "the output of forward_func does not depend on any of the inputs; nothing "
