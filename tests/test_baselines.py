@@ -131,3 +131,37 @@ def test_gaussian_blur_is_scipys_gaussian_filter(mode, scipy_mode, sigma):
     )
     with pytest.raises(ValueError, match=r"mode must be 'replicate' or 'constant', got 'wrap'"):
         B.gaussian_blur(x, sigma, "wrap")
+
+
+@pytest.mark.parametrize("name", ["uniform", "gaussian"])
+def test_random_baselines_draw_fresh_noise_for_each_tensor_of_a_tuple(name):
+    x = torch.rand(2, 5, generator=torch.Generator().manual_seed(1))
+    first, second = B.resolve(name, (x, x.clone()), True)
+    assert not torch.equal(first, second)
+    again = B.resolve(name, (x, x.clone()), True)  # still reproducible by default
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)
+
+
+@pytest.mark.parametrize("mode,scipy_mode", [("replicate", "nearest"), ("constant", "constant")])
+@pytest.mark.parametrize("sigma", [0.7, 3.0, 40.0, 3.3e4])
+def test_blur_matrix_equals_scipy_at_any_sigma(mode, scipy_mode, sigma):
+    from scipy.ndimage import gaussian_filter1d
+
+    size = 9
+    ref = np.stack(
+        [gaussian_filter1d(np.eye(size)[:, j], sigma, mode=scipy_mode) for j in range(size)], 1
+    )
+    np.testing.assert_allclose(B.blur_matrix(size, sigma, mode).numpy(), ref, atol=1e-14)
+
+
+def test_blur_memory_does_not_grow_with_sigma():
+    # The kernel was formed over 2·4σ+1 offsets for every row: 5.6 GB at sigma=1e6, and
+    # an allocation failure at 1e12. With the kernel's mass almost all past the border,
+    # replicate mode reads the edge pixels: every output is the mean of the four corners.
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    corners = x[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].mean(dim=2)
+    for sigma in (1e6, 1e12):
+        out = B.gaussian_blur(x, sigma)
+        expected = corners[:, :, None, None].expand_as(x)
+        np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-4)
+    assert B.blur(sigma=1e9)(x).shape == x.shape

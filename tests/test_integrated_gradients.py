@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
+import warnings
 
 import pytest
 import torch
@@ -258,3 +260,43 @@ def test_class_returns_captum_shapes():
     attr, delta = ig.attribute((x,), target=0, return_convergence_delta=True)
     assert isinstance(attr, tuple) and attr[0].shape == x.shape and delta.shape == (2,)
     assert ig.multiplies_by_inputs and ig.has_convergence_delta()
+
+
+def test_explanation_owns_copies_of_inputs_and_baselines():
+    x, b = torch.rand(2, 3), torch.rand(2, 3)
+    exp = integrad.explain(torch.nn.Linear(3, 1), x, baselines=b)
+    assert exp.inputs.data_ptr() != x.data_ptr() and exp.baselines.data_ptr() != b.data_ptr()
+    x.add_(1.0)
+    b.add_(1.0)
+    assert torch.equal(exp.inputs + 1.0, x) and torch.equal(exp.baselines + 1.0, b)
+
+
+def _kinked(x: torch.Tensor) -> torch.Tensor:
+    # F(x) = relu(x0 - 0.8) · 10: all change after α = 0.8 for x0 = 1.
+    return torch.relu(x[:, 0] - 0.8) * 10 + 0.0 * x.sum(1)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, **kw: integrad.explain(_kinked, x, **kw),
+        lambda x, **kw: integrad.IntegratedGradients(_kinked).attribute(x, **kw),
+    ],
+)
+def test_a_gap_over_five_percent_warns_once_naming_the_worst_example(call):
+    x = torch.tensor([[0.5, 1.0], [1.0, 1.0]], dtype=torch.float64)  # example 0: F constant
+    with pytest.warns(integrad.CompletenessWarning) as record:
+        call(x, n_steps=2, method="riemann_left")
+    assert len(record) == 1
+    assert re.search(
+        r"1 of 2 example\(s\); worst is example 1: .*n_steps=2", str(record[0].message)
+    )
+
+
+def test_no_completeness_warning_when_resolved_or_reported_elsewhere():
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", integrad.CompletenessWarning)
+        integrad.explain(_kinked, x, n_steps=2000, method="riemann_middle")  # resolved
+        integrad.explain(_kinked, x, n_steps=2, method="idgi")  # complete by construction
+        integrad.explain(_kinked, x, tolerance=0.5, max_steps=16)  # tolerance mode reports

@@ -7,6 +7,7 @@ torch.Size([2])
 """
 
 from . import baselines, images, quadrature, report, tables, text, timeseries, views
+from ._engine import CompletenessWarning
 from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
 from .expected_gradients import ExpectedGradients
@@ -21,6 +22,7 @@ from .noise_tunnel import NoiseTunnel
 
 __all__ = [
     "BlurIntegratedGradients",
+    "CompletenessWarning",
     "ExpectedGradients",
     "Explanation",
     "GuidedIntegratedGradients",

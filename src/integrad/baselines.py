@@ -59,18 +59,25 @@ class BaselineStrategy:
     """A named baseline with its options, applied to one input tensor at a time."""
 
     name: str
-    make: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, compare=False)
+    make: Callable[..., torch.Tensor] = field(repr=False, compare=False)
     options: tuple[tuple[str, object], ...] = ()
+    random: bool = False
+    """Whether ``make(x, generator)`` draws random numbers (from its own generator if it was
+    given one, else from ``generator``)."""
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.make(x)
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.make(x, generator) if self.random else self.make(x)
 
     def __str__(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options)
         return f"{self.name}({opts})"
 
 
-def _generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+def _generator(
+    generator: torch.Generator | None, device: torch.device, fallback: torch.Generator | None = None
+) -> torch.Generator:
+    if generator is None:
+        generator = fallback
     if generator is not None:
         if torch.device(generator.device).type != device.type:
             raise ValueError(
@@ -101,12 +108,13 @@ def max_entropy(value: float = 0.5) -> BaselineStrategy:
 def uniform(generator: torch.Generator | None = None) -> BaselineStrategy:
     """Uniform noise between each example's minimum and maximum value."""
 
-    def make(x: torch.Tensor) -> torch.Tensor:
+    def make(x: torch.Tensor, fallback: torch.Generator | None = None) -> torch.Tensor:
         low, high = _row_range(x)
-        u = torch.rand(x.shape, generator=_generator(generator, x.device), device=x.device)
+        gen = _generator(generator, x.device, fallback)
+        u = torch.rand(x.shape, generator=gen, device=x.device)
         return low + u.to(x.dtype) * (high - low)
 
-    return BaselineStrategy("uniform", make)
+    return BaselineStrategy("uniform", make, random=True)
 
 
 def gaussian(sigma: float = 0.1, generator: torch.Generator | None = None) -> BaselineStrategy:
@@ -114,12 +122,13 @@ def gaussian(sigma: float = 0.1, generator: torch.Generator | None = None) -> Ba
     if not (isinstance(sigma, (int, float)) and sigma >= 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
 
-    def make(x: torch.Tensor) -> torch.Tensor:
+    def make(x: torch.Tensor, fallback: torch.Generator | None = None) -> torch.Tensor:
         low, high = _row_range(x)
-        noise = torch.randn(x.shape, generator=_generator(generator, x.device), device=x.device)
+        gen = _generator(generator, x.device, fallback)
+        noise = torch.randn(x.shape, generator=gen, device=x.device)
         return x + noise.to(x.dtype) * (sigma * (high - low))
 
-    return BaselineStrategy("gaussian", make, (("sigma", sigma),))
+    return BaselineStrategy("gaussian", make, (("sigma", sigma),), random=True)
 
 
 def blur(sigma: float = 5.0) -> BaselineStrategy:
@@ -153,7 +162,12 @@ def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "replicate") -> tor
 
 
 def blur_matrix(size: int, sigma: float, mode: str = "replicate") -> torch.Tensor:
-    """The ``(size, size)`` float64 matrix of a 1-D Gaussian blur (see :func:`gaussian_blur`)."""
+    """The ``(size, size)`` float64 matrix of a 1-D Gaussian blur (see :func:`gaussian_blur`).
+
+    Memory and time are O(size²) whatever ``sigma``: only offsets that land inside the
+    image are formed; the kernel's mass beyond them (clamped to the border in
+    ``"replicate"`` mode, dropped in ``"constant"`` mode) is summed in closed form.
+    """
     if mode not in ("replicate", "constant"):
         raise ValueError(f"mode must be 'replicate' or 'constant', got {mode!r}")
     if not (isinstance(sigma, (int, float)) and sigma >= 0 and math.isfinite(sigma)):
@@ -161,17 +175,48 @@ def blur_matrix(size: int, sigma: float, mode: str = "replicate") -> torch.Tenso
     if sigma == 0:
         return torch.eye(size, dtype=torch.float64)
     radius = int(4.0 * sigma + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    reach = min(radius, size - 1)  # the largest offset that stays inside the image
+    offsets = torch.arange(-reach, reach + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 / (sigma * sigma) * offsets**2)
-    kernel = kernel / kernel.sum()
-    # Output i takes kernel[k] from input i + k - radius; out of range: clamp or drop.
-    source = torch.arange(size).unsqueeze(1) + torch.arange(-radius, radius + 1)
-    weights = kernel.expand(size, -1)
-    if mode == "constant":
-        inside = (source >= 0) & (source < size)
-        weights = weights * inside
-    matrix = torch.zeros(size, size, dtype=torch.float64)
-    return matrix.scatter_add_(1, source.clamp(0, size - 1), weights)
+    # Unnormalised mass of the offsets reach+1 .. radius on one side (scipy cuts at radius).
+    beyond = _gauss_sum(reach + 1, radius, sigma)
+    norm = float(kernel.sum()) + 2.0 * beyond
+    kernel = kernel / norm
+    i = torch.arange(size).unsqueeze(1)
+    j = torch.arange(size).unsqueeze(0)
+    matrix = torch.where((j - i).abs() <= reach, kernel[(j - i).clamp(-reach, reach) + reach], 0.0)
+    if mode == "replicate" and size > 1:
+        # Offsets reaching past an edge read the edge pixel: it gets their whole mass.
+        cum = torch.cumsum(kernel, 0)  # cum[k]: mass of the offsets -reach .. k - reach
+        tail = beyond / norm
+        rows = torch.arange(size)
+        # Column 0 takes the offsets d <= -i, column size-1 the offsets d >= size-1-i.
+        matrix[:, 0] = torch.where(rows <= reach, cum[(reach - rows).clamp(min=0)], 0.0) + tail
+        upper = size - 1 - rows
+        below = torch.where(upper + reach >= 1, cum[(upper + reach - 1).clamp(0, 2 * reach)], 0.0)
+        matrix[:, size - 1] = torch.where(upper <= reach, cum[-1] - below, 0.0) + tail
+    elif mode == "replicate":
+        matrix[0, 0] = 1.0
+    return matrix
+
+
+def _gauss_sum(first: int, last: int, sigma: float) -> float:
+    """``Σ_{d=first}^{last} exp(-d² / 2σ²)`` (0 when ``first > last``), in O(1) memory."""
+    if first > last:
+        return 0.0
+    if last - first < 1 << 17:
+        d = torch.arange(first, last + 1, dtype=torch.float64)
+        return float(torch.exp(-0.5 / (sigma * sigma) * d**2).sum())
+    # Euler–Maclaurin; only reached for sigma > 3e4, where the next term is below 1e-20
+    # of the kernel's total mass.
+    def g(t: float) -> float:
+        return math.exp(-0.5 * t * t / (sigma * sigma))
+
+    scale = sigma * math.sqrt(math.pi / 2.0)
+    root = sigma * math.sqrt(2.0)
+    integral = scale * (math.erf(last / root) - math.erf(first / root))
+    slope = (-last * g(last) + first * g(first)) / (sigma * sigma)
+    return integral + 0.5 * (g(first) + g(last)) + slope / 12.0
 
 
 def mean(reference: torch.Tensor) -> BaselineStrategy:
@@ -212,13 +257,26 @@ def _named(name: str) -> BaselineStrategy:
     return makers[name]()
 
 
-def _one(spec: object, x: torch.Tensor, where: str) -> torch.Tensor:
+class _SharedGenerators:
+    """One default generator per device for one resolve call: the tensors of a tuple input
+    draw successive numbers from it, not the same numbers each."""
+
+    def __init__(self) -> None:
+        self.by_device: dict[torch.device, torch.Generator] = {}
+
+    def __call__(self, device: torch.device) -> torch.Generator:
+        if device not in self.by_device:
+            self.by_device[device] = torch.Generator(device).manual_seed(0)
+        return self.by_device[device]
+
+
+def _one(spec: object, x: torch.Tensor, where: str, shared: _SharedGenerators) -> torch.Tensor:
     if spec is None:
         return torch.zeros_like(x)
     if isinstance(spec, str):
         spec = _named(spec)
     if isinstance(spec, BaselineStrategy):
-        value: object = spec(x)
+        value: object = spec(x, shared(x.device)) if spec.random else spec(x)
     elif callable(spec) and not isinstance(spec, torch.Tensor):
         value = spec(x)
     else:
@@ -235,6 +293,7 @@ def resolve(
         baselines = baselines(inputs if was_tuple else inputs[0])
         if callable(baselines) and not isinstance(baselines, torch.Tensor):
             raise TypeError("a baselines callable must return baselines, not another callable")
+    shared = _SharedGenerators()
     if was_tuple and isinstance(baselines, tuple):
         if len(baselines) != len(inputs):
             raise ValueError(
@@ -242,14 +301,14 @@ def resolve(
                 "give one baseline per input"
             )
         return tuple(
-            _one(b, x, f"baselines[{i}]")
+            _one(b, x, f"baselines[{i}]", shared)
             for i, (b, x) in enumerate(zip(baselines, inputs, strict=True))
         )
     if isinstance(baselines, tuple):
         if len(baselines) != 1:
             raise ValueError(f"baselines is a tuple of {len(baselines)} but inputs is one tensor")
         baselines = baselines[0]
-    return tuple(_one(baselines, x, "baselines") for x in inputs)
+    return tuple(_one(baselines, x, "baselines", shared) for x in inputs)
 
 
 def describe(baselines: object) -> str:

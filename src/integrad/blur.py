@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ._engine import Engine, PathProblem, completeness_delta
+from ._engine import Engine, PathProblem, completeness_delta, copies
 from ._inputs import (
     TargetType,
     TensorOrTuple,
@@ -89,8 +89,8 @@ def explain_blur(
         n_evals=run.engine.evals.clone(),
         method="blur",
         n_steps=n_steps,
-        inputs=same_form(run.problem.inputs, run.was_tuple),
-        baselines=same_form(run.problem.baselines, run.was_tuple),
+        inputs=same_form(copies(run.problem.inputs), run.was_tuple),
+        baselines=same_form(copies(run.problem.baselines), run.was_tuple),
         target=target,
         baseline=f"blur(sigma={run.sigmas[-1]:g})",
         n_forward=run.engine.forwards.clone(),

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._engine import Engine, PathProblem, completeness_delta
+from ._engine import Engine, PathProblem, completeness_delta, copies
 from ._inputs import (
     TargetType,
     TensorOrTuple,
@@ -95,8 +95,8 @@ def explain_guided(
         n_evals=engine.evals.clone(),
         method="guided",
         n_steps=n_steps,
-        inputs=same_form(problem.inputs, was_tuple),
-        baselines=same_form(problem.baselines, was_tuple),
+        inputs=same_form(copies(problem.inputs), was_tuple),
+        baselines=same_form(copies(problem.baselines), was_tuple),
         target=target,
         baseline=_baselines.describe(baselines),
         n_forward=engine.forwards.clone(),

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._engine import Engine, PathProblem, completeness_delta
+from ._engine import Engine, PathProblem, completeness_delta, copies, warn_if_incomplete
 from ._inputs import TargetType, TensorOrTuple, check_callable, same_form
 from .exact import check_model, exact
 from .explanation import Explanation
@@ -85,8 +85,8 @@ def explain(
         n_evals=run.engine.evals.clone(),
         method=method if tol is None else f"tolerance:{tol.ladder}",
         n_steps=run.n_steps if tol is None else int(tol.points.max()),
-        inputs=same_form(run.problem.inputs, run.was_tuple),
-        baselines=same_form(run.problem.baselines, run.was_tuple),
+        inputs=same_form(copies(run.problem.inputs), run.was_tuple),
+        baselines=same_form(copies(run.problem.baselines), run.was_tuple),
         target=target,
         baseline=_baselines.describe(baselines),
         multiply_by_inputs=multiply_by_inputs,
@@ -137,6 +137,9 @@ class _Run:
             self.problem, max_memory=max_memory, internal_batch_size=internal_batch_size
         )
         self._ends: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._delta: torch.Tensor | None = None
+        # Tolerance mode reports its own certificate; IDGI is complete by construction.
+        self.guarded = tolerance is None and method != "idgi"
         self.tolerated: Tolerated | None = None
         self.n_steps = n_steps
         self.extras: dict[str, Any] = {}
@@ -168,11 +171,18 @@ class _Run:
         return same_form(self.integrated if multiply_by_inputs else self.grads, self.was_tuple)
 
     def completeness(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """F(x), F(x') (forward passes only, unless known) and the signed delta, per example."""
+        """F(x), F(x') (forward passes only, unless known) and the signed delta, per example.
+
+        The first call warns (:class:`CompletenessWarning`) if a gap exceeds 5%.
+        """
         if self._ends is None:
             self._ends = self.engine.ends()
         output, baseline_output = self._ends
-        return output, baseline_output, completeness_delta(self.integrated, *self._ends)
+        if self._delta is None:
+            self._delta = completeness_delta(self.integrated, output, baseline_output)
+            if self.guarded:
+                warn_if_incomplete(self._delta, output, baseline_output, self.n_steps)
+        return output, baseline_output, self._delta
 
 
 class IntegratedGradients:
@@ -237,6 +247,7 @@ class IntegratedGradients:
             max_steps,
         )
         attributions = run.attributions(self.multiply_by_inputs)
+        delta = run.completeness()[2]  # also the completeness guard
         if return_convergence_delta:
-            return attributions, run.completeness()[2]
+            return attributions, delta
         return attributions

@@ -44,6 +44,9 @@ class Rule:
     def n(self) -> int:
         return int(self.alphas.numel())
 
+    def nodes(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.alphas[start:stop], self.weights[start:stop]
+
     def to(self, dtype: torch.dtype, device: torch.device | str | None = None) -> Rule:
         return Rule(self.name, self.alphas.to(device, dtype), self.weights.to(device, dtype))
 
