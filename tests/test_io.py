@@ -202,6 +202,14 @@ def test_values_whose_paths_joined_alike_are_all_kept(tmp_path, suffix):
     assert_same(exp.extras, back.extras)
 
 
+def test_what_the_views_read_from_extras_round_trips(tmp_path):
+    exp = small_exp()
+    exp.extras.update(tokens=(["a", "b", "c"], ["d", "e", "f"]), kind="text")
+    back = integrad.load(exp.save(tmp_path / "v"))
+    assert_round_trip(exp, back)
+    assert "data-score" in back.to_html(tmp_path / "v.html").read_text()
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_files_get_the_users_umask(tmp_path, suffix, umask):
@@ -306,6 +314,21 @@ def test_members_and_tensors_the_sidecar_does_not_reference_are_refused(tmp_path
         integrad.load(path)
     save_file({k: v for k, v in load_file(path).items() if k not in ("payload", "t1")}, path)
     with pytest.raises(io.LoadError, match=r"lacks tensors the sidecar references: \['t1'\]"):
+        integrad.load(path)
+
+
+def test_an_array_claimed_to_be_bfloat16_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    exp = small_exp()
+    exp.extras["arr"] = np.arange(3, dtype=np.int16)
+    path = exp.save(tmp_path / "a.safetensors")
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    name = sidecar["fields"]["extras"]["__dict__"]["arr"]["__ndarray__"]
+    tensors = load_file(path)
+    save_file({**tensors, name: tensors[name].view(torch.bfloat16)}, path)
+    edit_sidecar(path, lambda s: s["fields"]["extras"]["__dict__"]["arr"].update(dtype="bfloat16"))
+    with pytest.raises(io.LoadError, match=f"{name}' is bfloat16, which a numpy array cannot be"):
         integrad.load(path)
 
 

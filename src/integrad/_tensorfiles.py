@@ -228,7 +228,7 @@ def _entry(
     if dtype is None:
         raise Malformed(f"tensor {name!r} has dtype {entry['dtype']!r}, not an allowed one")
     shape, offsets = entry["shape"], entry["data_offsets"]
-    if not _ints(shape, 64) or not _ints(offsets, 2) or len(offsets) != 2:
+    if not nonnegative_ints(shape, 64) or not nonnegative_ints(offsets, 2) or len(offsets) != 2:
         raise Malformed(f"tensor {name!r} has a malformed shape or data_offsets")
     start, end = offsets
     if not start <= end <= data_length:
@@ -236,7 +236,7 @@ def _entry(
     return dtype, tuple(shape), (start, end)
 
 
-def _ints(value: Any, most: int) -> bool:
+def nonnegative_ints(value: Any, most: int) -> bool:
     """Whether ``value`` is a list of at most ``most`` non-negative ints."""
     return (
         isinstance(value, list)

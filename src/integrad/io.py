@@ -209,7 +209,7 @@ class _Decoder:
             raise Malformed(
                 f"tensor {name!r} has dtype {_show(dtype)}, not one of {sorted(files.DTYPES)}"
             )
-        if shape is not None and not files._ints(shape, 64):
+        if shape is not None and not files.nonnegative_ints(shape, 64):
             raise Malformed(f"tensor {name!r} has shape {_show(shape)}")
         spec = Spec(
             None if dtype is None else files.DTYPES[dtype],
@@ -230,6 +230,8 @@ def _show(value: Any) -> str:
 def _fill(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(value, _Ref):
         tensor = tensors[value.name]
+        if value.ndarray and tensor.dtype == torch.bfloat16:
+            raise Malformed(f"tensor {value.name!r} is bfloat16, which a numpy array cannot be")
         return tensor.numpy() if value.ndarray else tensor
     if isinstance(value, list):
         return [_fill(v, tensors) for v in value]
@@ -335,9 +337,9 @@ def load(path: str | Path, *, max_bytes: int | None = None) -> Explanation:
         raise LoadError(json_path, str(e)) from None
     try:
         tensors = files.read(tensor_path, decode.specs, limit)
+        values = {name: _fill(v, tensors) for name, v in values.items()}
     except Malformed as e:
         raise LoadError(tensor_path, str(e)) from None
-    values = {name: _fill(v, tensors) for name, v in values.items()}
     known = {f.name for f in dataclasses.fields(Explanation)}
     kwargs = {k: v for k, v in values.items() if k in known}
     try:
@@ -438,6 +440,6 @@ def _check_schema(kw: dict[str, Any]) -> None:
         raise Malformed("extras['feature_names'] is not a list of strings")
     tokens = extras.get("tokens")
     if tokens is not None and not (
-        isinstance(tokens, list) and len(tokens) == batch and all(_strings(t) for t in tokens)
+        isinstance(tokens, (list, tuple)) and len(tokens) == batch and all(map(_strings, tokens))
     ):
         raise Malformed(f"extras['tokens'] is not {batch} lists of strings")
