@@ -89,6 +89,20 @@ def test_bar_chart_colours_bars_by_sign():
     matplotlib.pyplot.close("all")
 
 
+def test_feature_names_are_drawn_literally_not_as_mathtext():
+    train = data()
+    names = ["$\\j$", "a$b", "$x^2$", "cost in $"]
+    exp = tables.tabular(
+        linear(), train.iloc[:2], training_data=train, feature_names=names, n_steps=4
+    )
+    exp.baseline = "$\\undefined$"
+    for fig in (tables.bar_chart(exp, top=4), tables.importance_chart(exp)):
+        fig.canvas.draw()  # mathtext would fail here on "$\\j$"
+        labels = {t.get_text() for t in fig.axes[0].get_yticklabels()}
+        assert {n.split(" = ")[0] for n in labels} == set(names)
+    matplotlib.pyplot.close("all")
+
+
 def test_rows_go_to_the_models_dtype_and_device(monkeypatch):
     # A model on another device (meta stands in for a GPU) gets its inputs there.
     seen = {}

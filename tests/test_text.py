@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import unicodedata
 from html.parser import HTMLParser
 
 import numpy as np
@@ -132,6 +133,20 @@ def test_terminal_colours_by_sign():
             assert b > r
         else:
             assert (r, g, b) == (255, 255, 255)
+
+
+def test_terminal_shows_control_characters_in_tokens_instead_of_obeying_them():
+    attribution = known()
+    attribution.tokens[1:4] = ["\x1b[2Jgone", "ring\x07\x9b31m", "\u202eevil\r\n"]
+    line = text.terminal(attribution, level="token")
+    # Only the colour sequences integrad writes reach the terminal ...
+    outside = re.sub(r"\x1b\[30;48;2;\d+;\d+;\d+m|\x1b\[0m", "", line)
+    assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in outside)
+    # ... the tokens' own control characters are shown, and colours still follow the signs.
+    found = re.findall(r"\x1b\[30;48;2;(\d+);(\d+);(\d+)m(.*?)\x1b\[0m", line)
+    shown = [t for *_, t in found]
+    assert shown[1:4] == ["\\x1b[2Jgone", "ring\\x07\\x9b31m", "\\u202eevil\\x0d\\x0a"]
+    assert shown[0] == "[CLS]" and int(found[2][2]) > int(found[2][0])
 
 
 def test_similarity_use_case_is_complete(minilm):

@@ -205,7 +205,7 @@ def _bars(ax: Any, labels: list[str], values: list[float], xlabel: str) -> None:
     colours = [(_png.POSITIVE if v >= 0 else _png.NEGATIVE) / 255 for v in values]
     positions = np.arange(len(values))[::-1]
     ax.barh(positions, values, color=colours)
-    ax.set_yticks(positions, labels)
+    ax.set_yticks(positions, labels, parse_math=False)  # names are text, not mathtext
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
 
@@ -229,6 +229,7 @@ def bar_chart(
         f"row {example}: F(x) - F(x') = {gap:.3g}, delta {float(exp.delta[example]):.2g}\n"
         f"baseline: {exp.baseline}",
         fontsize=10,
+        parse_math=False,
     )
     return fig
 

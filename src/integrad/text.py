@@ -26,6 +26,7 @@ End to end, which words make two sentences similar (``python -m integrad.text``)
 from __future__ import annotations
 
 import html as _html
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -367,8 +368,22 @@ def html(
     )
 
 
+def _visible(unit: str) -> str:
+    """``unit`` with control and format characters (ESC, CSI, BEL, bidi overrides) escaped."""
+    return "".join(
+        c
+        if unicodedata.category(c) not in ("Cc", "Cf")
+        else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        for c in unit
+    )
+
+
 def terminal(attribution: TextAttribution, level: str = "word") -> str:
-    """One line of text with 24-bit ANSI backgrounds: red raises, blue lowers."""
+    """One line of text with 24-bit ANSI backgrounds: red raises, blue lowers.
+
+    Tokens are shown, never obeyed: control characters in them (a terminal escape
+    sequence, a bell, a bidi override) are written as ``\\x1b``-style escapes.
+    """
     units, scores = attribution.units(level)
     scale = float(scores.abs().max()) if len(scores) else 0.0
     parts = []
@@ -376,7 +391,7 @@ def terminal(attribution: TextAttribution, level: str = "word") -> str:
         (r, g, b), t = _blend(s, scale)
         # Blend from white so weak tokens stay readable; black text on top.
         r, g, b = (round(255 + (c - 255) * t) for c in (r, g, b))
-        parts.append(f"\x1b[30;48;2;{r};{g};{b}m{unit}\x1b[0m")
+        parts.append(f"\x1b[30;48;2;{r};{g};{b}m{_visible(unit)}\x1b[0m")
     return " ".join(parts)
 
 
