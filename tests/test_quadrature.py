@@ -218,3 +218,10 @@ def test_a_rule_checks_its_name_and_size():
     with pytest.raises(ValueError, match="n_steps must be >= 2"):
         Rule("riemann_trapezoid", 1)
     assert rule("gausslegendre", 10**7) == Rule("gausslegendre", 10**7)
+
+
+def test_slice_bounds_may_be_numpy_or_torch_integers():
+    r = rule("riemann_left", 8)
+    expected = r.nodes(2, 5)
+    for start, stop in [(np.int64(2), np.int64(5)), (torch.tensor(2), torch.tensor(5))]:
+        assert all(torch.equal(a, b) for a, b in zip(r.nodes(start, stop), expected, strict=True))

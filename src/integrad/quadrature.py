@@ -26,6 +26,7 @@ Two deliberate deviations from Captum 0.9, which otherwise uses the same nodes:
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -66,8 +67,9 @@ class Rule:
     def nodes(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Float64 ``(alphas, weights)`` of nodes ``start .. stop - 1``, in O(stop - start)."""
         for name, value in (("start", start), ("stop", stop)):
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not hasattr(value, "__index__"):
                 raise TypeError(f"{name} must be an int, got {value!r}")
+        start, stop = operator.index(start), operator.index(stop)
         if not 0 <= start <= stop <= self.n:
             raise ValueError(
                 f"need 0 <= start <= stop <= n={self.n}, got start={start}, stop={stop}"
