@@ -49,7 +49,7 @@ def test_baselines_that_do_not_broadcast_name_both_shapes():
         ([0, 1, 2], r"target has 3 entries but the batch has 2"),
         ((0, 1), r"target \(0, 1\) has 2 index\(es\) but the output rows have shape \(3,\)"),
         (None, r"target=None needs one output value per example.*\(3,\)"),
-        (torch.tensor([[0], [1]]), r"target tensor must be 0-d or 1-d"),
+        (torch.tensor([[0], [1]]), r"target tensor must hold one int .* got shape \(2, 1\)"),
         (torch.tensor([0.0, 1.0]), r"target tensor must hold integers"),
         ("cat", r"target must be None, an int"),
     ],
