@@ -473,3 +473,157 @@ def test_signatures_and_public_members_conform_to_captum(name):
                 name, member, getattr(ours_cls, member), getattr(theirs_cls, member)
             )
     assert_parameters_conform(name, "__init__", ours_cls.__init__, theirs_cls.__init__)
+
+
+# -- argument validation: errors name the argument -----------------------------------------
+
+
+def flag_calls() -> dict[str, tuple[str, Callable[[Any], Any]]]:
+    """Every bool flag of the public classes and functions: ``name -> (argument, call)``."""
+    mlp, x = smooth_mlp(), rand(2, 6)
+    images = rand(2, 3, 6, 6)
+    cnn = smooth_cnn()
+    lig = integrad.LayerIntegratedGradients(mlp, mlp[1])
+    nig = integrad.NeuronIntegratedGradients(mlp, mlp[1])
+    ig = integrad.IntegratedGradients(mlp)
+    return {
+        "IG(multiply_by_inputs)": (
+            "multiply_by_inputs",
+            lambda v: integrad.IntegratedGradients(mlp, v),
+        ),
+        "IG.attribute(return_convergence_delta)": (
+            "return_convergence_delta",
+            lambda v: ig.attribute(x, target=0, return_convergence_delta=v),
+        ),
+        "explain(multiply_by_inputs)": (
+            "multiply_by_inputs",
+            lambda v: integrad.explain(mlp, x, target=0, multiply_by_inputs=v),
+        ),
+        "Saliency.attribute(abs)": (
+            "abs",
+            lambda v: integrad.Saliency(mlp).attribute(x, target=0, abs=v),
+        ),
+        "LayerIG(multiply_by_inputs)": (
+            "multiply_by_inputs",
+            lambda v: integrad.LayerIntegratedGradients(mlp, mlp[1], multiply_by_inputs=v),
+        ),
+        "LayerIG.attribute(return_convergence_delta)": (
+            "return_convergence_delta",
+            lambda v: lig.attribute(x, target=0, return_convergence_delta=v),
+        ),
+        "LayerIG.attribute(attribute_to_layer_input)": (
+            "attribute_to_layer_input",
+            lambda v: lig.attribute(x, target=0, attribute_to_layer_input=v),
+        ),
+        "LayerIG.attribute(reuse_upstream)": (
+            "reuse_upstream",
+            lambda v: lig.attribute(x, target=0, reuse_upstream=v),
+        ),
+        "NeuronIG(multiply_by_inputs)": (
+            "multiply_by_inputs",
+            lambda v: integrad.NeuronIntegratedGradients(mlp, mlp[1], multiply_by_inputs=v),
+        ),
+        "NeuronIG.attribute(attribute_to_neuron_input)": (
+            "attribute_to_neuron_input",
+            lambda v: nig.attribute(x, 0, attribute_to_neuron_input=v),
+        ),
+        "GuidedIG.attribute(return_convergence_delta)": (
+            "return_convergence_delta",
+            lambda v: integrad.GuidedIntegratedGradients(mlp).attribute(
+                x, target=0, n_steps=4, return_convergence_delta=v
+            ),
+        ),
+        "explain_guided(idgi)": (
+            "idgi",
+            lambda v: integrad.explain_guided(mlp, x, target=0, n_steps=4, idgi=v),
+        ),
+        "BlurIG.attribute(return_convergence_delta)": (
+            "return_convergence_delta",
+            lambda v: integrad.BlurIntegratedGradients(cnn).attribute(
+                images, target=0, n_steps=4, return_convergence_delta=v
+            ),
+        ),
+        "explain_blur(idgi)": (
+            "idgi",
+            lambda v: integrad.explain_blur(cnn, images, target=0, n_steps=4, idgi=v),
+        ),
+    }
+
+
+FLAGS = flag_calls()
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 0, None], ids=repr)
+@pytest.mark.parametrize("call", FLAGS, ids=FLAGS.keys())
+def test_bool_flags_refuse_non_bools_naming_the_argument(call, bad):
+    argument, run = flag_calls()[call]
+    with pytest.raises(TypeError, match=rf"{argument} must be True or False, got .*{bad!r}"):
+        run(bad)
+
+
+@pytest.mark.parametrize("name", ["NeuronIntegratedGradients", "LayerIntegratedGradients"])
+def test_device_ids_are_refused_with_the_reason(name):
+    model = smooth_mlp()
+    with pytest.raises(ValueError, match=r"device_ids=\[0\] is not supported.*DataParallel"):
+        getattr(integrad, name)(model, model[1], [0])
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_forward_func_must_be_callable(name):
+    model = smooth_mlp()
+    init = (None,) if name in CLASSES[:3] else (None, model[1])
+    with pytest.raises(TypeError, match=r"forward_func must be callable, got NoneType"):
+        getattr(integrad, name)(*init)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert() -> nn.Module:
+    """A BertForSequenceClassification with random weights: it returns a ModelOutput."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        num_labels=3,
+    )
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config).double().eval()
+
+
+MODEL_OUTPUT_CALLS: dict[str, Callable[[nn.Module, Callable[..., Any], torch.Tensor], Any]] = {
+    "IntegratedGradients": lambda m, f, e: integrad.IntegratedGradients(f).attribute(e, target=0),
+    "explain": lambda m, f, e: integrad.explain(f, e, target=0).attributions,
+    "Saliency": lambda m, f, e: integrad.Saliency(f).attribute(e, target=0),
+    "InputXGradient": lambda m, f, e: integrad.InputXGradient(f).attribute(e, target=0),
+}
+
+
+@pytest.mark.parametrize("call", MODEL_OUTPUT_CALLS.values(), ids=MODEL_OUTPUT_CALLS.keys())
+def test_a_model_output_gets_the_one_line_wrapper(tiny_bert, call):
+    ids = torch.tensor([[2, 5, 7, 3], [2, 9, 1, 3]])
+    embedded = tiny_bert.bert.embeddings.word_embeddings(ids).detach()
+    returns_model_output = lambda e: tiny_bert(inputs_embeds=e)  # noqa: E731
+    with pytest.raises(
+        ValueError,
+        match=r"returned a SequenceClassifierOutput with keys \['logits'\].*"
+        r"lambda \*a: model\(\*a\)\.logits",
+    ):
+        call(tiny_bert, returns_model_output, embedded)
+    returns_dict = lambda e: {"logits": tiny_bert(inputs_embeds=e).logits}  # noqa: E731
+    with pytest.raises(ValueError, match=r"returned a dict with keys \['logits'\].*\['logits'\]"):
+        call(tiny_bert, returns_dict, embedded)
+    wrapped = lambda e: tiny_bert(inputs_embeds=e).logits  # noqa: E731
+    assert call(tiny_bert, wrapped, embedded).shape == embedded.shape
+
+
+def test_layer_ig_on_a_model_output_gets_the_one_line_wrapper(tiny_bert):
+    ids = torch.tensor([[2, 5, 7, 3], [2, 9, 1, 3]])
+    layer = tiny_bert.bert.embeddings.word_embeddings
+    lig = integrad.LayerIntegratedGradients(tiny_bert, layer)
+    with pytest.raises(ValueError, match=r"lambda \*a: model\(\*a\)\.logits"):
+        lig.attribute(ids, target=1, n_steps=4)
+    wrapped = integrad.LayerIntegratedGradients(lambda *a: tiny_bert(*a).logits, layer)
+    assert wrapped.attribute(ids, target=1, n_steps=4).shape == (2, 4, 8)
