@@ -130,3 +130,31 @@ def test_training_mode_warning_points_at_the_callers_line(call):
     with pytest.warns(RuntimeWarning, match="training mode") as record:
         call(model.train(), torch.rand(2, 6))
     assert [w.filename for w in record] == [__file__]
+
+
+@pytest.mark.parametrize("target", [torch.tensor([2]), torch.tensor([[2]]), torch.tensor(2)])
+def test_a_one_element_tensor_target_applies_to_every_example(target):
+    x = torch.rand(3, 6, dtype=torch.float64)
+    ours = integrad.explain(smooth_mlp(), x, target=target, n_steps=8).attributions
+    reference = integrad.explain(smooth_mlp(), x, target=2, n_steps=8).attributions
+    torch.testing.assert_close(ours, reference, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("baselines", "match"),
+    [
+        (
+            torch.zeros(2, 6, dtype=torch.complex128),
+            r"baselines has complex dtype torch.complex128",
+        ),
+        (1j, r"baselines is complex \(1j\)"),
+        ((torch.zeros(1, 6, dtype=torch.complex64),), r"baselines has complex dtype"),
+    ],
+)
+def test_complex_baselines_are_refused(baselines, match):
+    with pytest.raises(TypeError, match=match):
+        explain(baselines=baselines)
+    with pytest.raises(TypeError, match=match.replace("baselines", "start_point", 1)):
+        integrad.IntegratedGradients(smooth_mlp()).compute_convergence_delta(
+            torch.zeros(2, 6), baselines, torch.rand(2, 6, dtype=torch.float64), target=0
+        )
