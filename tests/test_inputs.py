@@ -49,7 +49,7 @@ def test_baselines_that_do_not_broadcast_name_both_shapes():
         ([0, 1, 2], r"target has 3 entries but the batch has 2"),
         ((0, 1), r"target \(0, 1\) has 2 index\(es\) but the output rows have shape \(3,\)"),
         (None, r"target=None needs one output value per example.*\(3,\)"),
-        (torch.tensor([[0], [1]]), r"target tensor must be 0-d or 1-d"),
+        (torch.tensor([[0], [1]]), r"target tensor must hold one int .* got shape \(2, 1\)"),
         (torch.tensor([0.0, 1.0]), r"target tensor must hold integers"),
         ("cat", r"target must be None, an int"),
     ],
@@ -151,3 +151,31 @@ def test_training_mode_warning_points_at_the_callers_line(call):
     # Dropout also breaks completeness: that warning points at the caller as well.
     assert [w.filename for w in record if w.category is RuntimeWarning] == [__file__]
     assert all(w.filename == __file__ for w in record)
+
+
+@pytest.mark.parametrize("target", [torch.tensor([2]), torch.tensor([[2]]), torch.tensor(2)])
+def test_a_one_element_tensor_target_applies_to_every_example(target):
+    x = torch.rand(3, 6, dtype=torch.float64)
+    ours = integrad.explain(smooth_mlp(), x, target=target, n_steps=8).attributions
+    reference = integrad.explain(smooth_mlp(), x, target=2, n_steps=8).attributions
+    torch.testing.assert_close(ours, reference, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("baselines", "match"),
+    [
+        (
+            torch.zeros(2, 6, dtype=torch.complex128),
+            r"baselines has complex dtype torch.complex128",
+        ),
+        (1j, r"baselines is complex \(1j\)"),
+        ((torch.zeros(1, 6, dtype=torch.complex64),), r"baselines has complex dtype"),
+    ],
+)
+def test_complex_baselines_are_refused(baselines, match):
+    with pytest.raises(TypeError, match=match):
+        explain(baselines=baselines)
+    with pytest.raises(TypeError, match=match.replace("baselines", "start_point", 1)):
+        integrad.IntegratedGradients(smooth_mlp()).compute_convergence_delta(
+            torch.zeros(2, 6), baselines, torch.rand(2, 6, dtype=torch.float64), target=0
+        )

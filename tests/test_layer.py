@@ -292,3 +292,20 @@ def test_tolerance_mode_meets_the_tolerance_against_a_dense_reference(
     assert (error <= tol).all()
     change = model(x)[:, 1] - model(torch.zeros_like(x))[:, 1]
     assert (delta.abs() <= tol * change.abs() + 1e-12).all()
+
+
+def test_captum_positional_form_and_grad_kwargs():
+    """Captum's ``(forward_func, layer, device_ids, multiply_by_inputs)`` and grad_kwargs."""
+    model = smooth_mlp()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    plain = integrad.LayerIntegratedGradients(model, model[1], None, False)
+    assert plain.multiplies_by_inputs is False
+    reference = plain.attribute(x, target=2, n_steps=8)
+    kept = plain.attribute(x, None, 2, None, 8, grad_kwargs={"retain_graph": True})
+    torch.testing.assert_close(kept, reference, rtol=0, atol=0)
+    theirs = CaptumLIG(model, model[1], None, False).attribute(x, target=2, n_steps=8)
+    torch.testing.assert_close(reference, theirs, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match=r"grad_kwargs may not set \['inputs'\]"):
+        plain.attribute(x, target=2, grad_kwargs={"inputs": x})
+    with pytest.raises(TypeError, match=r"grad_kwargs must be a dict"):
+        plain.attribute(x, target=2, grad_kwargs=[("retain_graph", True)])

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._inputs import ExtraArgs, Target, as_inputs, check_callable
+from ._inputs import ExtraArgs, Target, as_inputs, check_callable, not_a_tensor
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import Rule
@@ -413,10 +413,7 @@ class Engine:
     def _select(self, output: object, rows: torch.Tensor) -> torch.Tensor:
         n = int(rows.numel())
         if not isinstance(output, torch.Tensor):
-            raise ValueError(
-                f"forward_func must return a tensor, got {type(output).__name__}; wrap the "
-                "model so it returns the output tensor to explain"
-            )
+            raise ValueError(not_a_tensor(output))
         if output.dim() == 0 or output.shape[0] != n:
             raise ValueError(
                 f"forward_func returned shape {tuple(output.shape)} for a batch of {n} path "

@@ -9,7 +9,7 @@ names the argument and the offending value or shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -67,6 +67,42 @@ def check_callable(forward_func: object) -> None:
         raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
 
 
+def check_flag(value: object, name: str) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is True or False.
+
+    A string such as ``"no"`` is truthy: taking it as a flag would silently invert
+    the caller's intent.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def not_a_tensor(output: object) -> str:
+    """The error message for a ``forward_func`` that returned ``output``, not a tensor.
+
+    HuggingFace models return a ``ModelOutput`` (a dict) or a tuple: the message
+    shows the one-line wrapper that picks the tensor to explain.
+    """
+    kind = type(output).__name__
+    if isinstance(output, Mapping):
+        keys = [str(k) for k in output]
+        key = "logits" if "logits" in keys else (keys[0] if keys else "logits")
+        pick = f".{key}" if hasattr(output, key) and key.isidentifier() else f"[{key!r}]"
+        return (
+            f"forward_func returned a {kind} with keys {keys}, not a tensor; pass a function "
+            f"that returns the tensor to explain, e.g. forward_func=lambda *a: model(*a){pick}"
+        )
+    if isinstance(output, (tuple, list)):
+        return (
+            f"forward_func must return a tensor, got {kind} of {len(output)}; pass a function "
+            "that returns the tensor to explain, e.g. forward_func=lambda *a: model(*a)[0]"
+        )
+    return (
+        f"forward_func must return a tensor, got {kind}; wrap the model so it returns the "
+        "output tensor to explain"
+    )
+
+
 def check_positive_int(value: object, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -95,6 +131,8 @@ def broadcast_baseline(value: object, x: torch.Tensor, where: str) -> torch.Tens
     """A scalar or tensor baseline, expanded to ``x``'s shape, dtype and device."""
     if isinstance(value, bool):
         raise TypeError(f"{where} must be a number or tensor, got bool {value}")
+    if isinstance(value, complex):
+        raise TypeError(f"{where} is complex ({value}); baselines must be real, like the inputs")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError(f"{where} is {value}; baselines must be finite")
@@ -103,6 +141,10 @@ def broadcast_baseline(value: object, x: torch.Tensor, where: str) -> torch.Tens
         raise TypeError(
             f"{where} must be None, a number, a tensor, a baseline name or a callable; "
             f"got {type(value).__name__}"
+        )
+    if value.is_complex():
+        raise TypeError(
+            f"{where} has complex dtype {value.dtype}; baselines must be real, like the inputs"
         )
     if not value.is_floating_point():
         value = value.to(x.dtype)
@@ -159,16 +201,17 @@ class Target:
             self.per_example = None
             return
         if isinstance(target, torch.Tensor):
-            if target.is_floating_point() or target.dtype == torch.bool:
+            if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
                 raise ValueError(f"target tensor must hold integers, got dtype {target.dtype}")
-            if target.dim() == 0:
-                target = int(target)
+            if target.numel() == 1:
+                # Captum: a one-element tensor is one index, applied to every example.
+                target = int(target.item())
             elif target.dim() == 1:
                 target = [int(t) for t in target.tolist()]
             else:
                 raise ValueError(
-                    f"target tensor must be 0-d or 1-d (one per example), got shape "
-                    f"{tuple(target.shape)}"
+                    "target tensor must hold one int (for every example) or be 1-d with one "
+                    f"per example, got shape {tuple(target.shape)}"
                 )
         if _is_int(target):
             self.per_example = [(int(target),)] * batch  # type: ignore[call-overload]

@@ -33,6 +33,7 @@ from ._inputs import (
     TensorOrTuple,
     as_inputs,
     check_callable,
+    check_flag,
     check_positive_int,
     same_form,
 )
@@ -143,6 +144,7 @@ class BlurIntegratedGradients:
 
         The delta is ``sum(attributions) − (F(x) − F(blur(x, max_sigma)))``.
         """
+        check_flag(return_convergence_delta, "return_convergence_delta")
         run = _Run(
             self.forward_func,
             inputs,
@@ -214,6 +216,7 @@ class _Run:
         )
 
     def attribute(self, idgi: bool) -> tuple[torch.Tensor, ...]:
+        check_flag(idgi, "idgi")
         batch, n = self.problem.batch, len(self.sigmas) - 1
         if idgi:
             # Forward values at every level first: each step's weight is the change of

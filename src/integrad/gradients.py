@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from ._captum import GradientAttribution
 from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple, same_form
+from ._inputs import TargetType, TensorOrTuple, check_callable, check_flag, same_form
 
 __all__ = ["InputXGradient", "Saliency"]
 
@@ -30,7 +31,7 @@ def _input_gradients(
     return grads, problem.inputs, was_tuple
 
 
-class Saliency:
+class Saliency(GradientAttribution):
     """The gradient of the target with respect to the inputs (Simonyan et al., 2013).
 
     Captum-compatible: ``abs=True`` (the default) returns its absolute value.
@@ -42,10 +43,8 @@ class Saliency:
     """
 
     def __init__(self, forward_func: Callable[..., Any]) -> None:
+        check_callable(forward_func)
         self.forward_func = forward_func
-
-    def has_convergence_delta(self) -> bool:
-        return False
 
     def attribute(
         self,
@@ -54,13 +53,18 @@ class Saliency:
         abs: bool = True,
         additional_forward_args: Any = None,
     ) -> TensorOrTuple:
+        check_flag(abs, "abs")
         grads, _, was_tuple = _input_gradients(
             self.forward_func, inputs, target, additional_forward_args
         )
         return same_form(tuple(g.abs() for g in grads) if abs else grads, was_tuple)
 
+    def attribute_future(self) -> None:
+        """Not implemented, as in Captum."""
+        raise NotImplementedError("attribute_future is not implemented for Saliency")
 
-class InputXGradient:
+
+class InputXGradient(GradientAttribution):
     """Gradient × input (Shrikumar et al., 2016): IG's integrand at the input, times x.
 
     >>> import torch, integrad
@@ -71,14 +75,12 @@ class InputXGradient:
     """
 
     def __init__(self, forward_func: Callable[..., Any]) -> None:
+        check_callable(forward_func)
         self.forward_func = forward_func
 
     @property
     def multiplies_by_inputs(self) -> bool:
         return True
-
-    def has_convergence_delta(self) -> bool:
-        return False
 
     def attribute(
         self,
@@ -90,3 +92,7 @@ class InputXGradient:
             self.forward_func, inputs, target, additional_forward_args
         )
         return same_form(tuple(g * x for g, x in zip(grads, xs, strict=True)), was_tuple)
+
+    def attribute_future(self) -> None:
+        """Not implemented, as in Captum."""
+        raise NotImplementedError("attribute_future is not implemented for InputXGradient")

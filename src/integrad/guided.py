@@ -40,6 +40,7 @@ from ._inputs import (
     TargetType,
     TensorOrTuple,
     check_callable,
+    check_flag,
     check_positive_int,
     flat_rows,
     same_form,
@@ -144,6 +145,7 @@ class GuidedIntegratedGradients:
         max_memory: int | None = None,
     ) -> TensorOrTuple | tuple[TensorOrTuple, torch.Tensor]:
         """Attributions shaped like ``inputs``; with ``(attributions, delta)`` on request."""
+        check_flag(return_convergence_delta, "return_convergence_delta")
         _check(n_steps, fraction, max_dist)
         problem, was_tuple = PathProblem.build(
             self.forward_func, inputs, baselines, target, additional_forward_args
@@ -179,6 +181,7 @@ def guided_path(
     All inputs of an example form one feature vector (as PAIR's one array): the
     fraction and the L1 distances are taken over all of them together.
     """
+    check_flag(idgi, "idgi")
     problem = engine.problem
     shapes = [x.shape[1:] for x in problem.inputs]
     sizes = [s.numel() for s in shapes]

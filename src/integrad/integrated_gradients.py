@@ -8,8 +8,9 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
+from ._captum import GradientAttribution
 from ._engine import Engine, PathProblem, completeness_delta, copies, warn_if_incomplete
-from ._inputs import TargetType, TensorOrTuple, check_callable, same_form
+from ._inputs import TargetType, TensorOrTuple, check_callable, check_flag, same_form
 from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
@@ -62,6 +63,7 @@ def explain(
     >>> bool(exp.delta.abs().max() < 1e-5)
     True
     """
+    check_flag(multiply_by_inputs, "multiply_by_inputs")
     run = _Run(
         forward_func,
         inputs,
@@ -185,7 +187,7 @@ class _Run:
         return output, baseline_output, self._delta
 
 
-class IntegratedGradients:
+class IntegratedGradients(GradientAttribution):
     """A drop-in for ``captum.attr.IntegratedGradients``, computed by :func:`explain`.
 
     Same arguments, results, return types and shapes as Captum 0.9, except that
@@ -203,6 +205,7 @@ class IntegratedGradients:
 
     def __init__(self, forward_func: Callable[..., Any], multiply_by_inputs: bool = True) -> None:
         check_callable(forward_func)
+        check_flag(multiply_by_inputs, "multiply_by_inputs")
         self.forward_func = forward_func
         self.multiply_by_inputs = multiply_by_inputs
 
@@ -212,6 +215,10 @@ class IntegratedGradients:
 
     def has_convergence_delta(self) -> bool:
         return True
+
+    def attribute_future(self) -> None:
+        """Not implemented, as in Captum."""
+        raise NotImplementedError("attribute_future is not implemented for IntegratedGradients")
 
     def attribute(
         self,
@@ -233,6 +240,7 @@ class IntegratedGradients:
         ``tolerance`` and ``max_steps`` select tolerance mode, as in :func:`explain`
         (use :func:`explain` to also get the error estimates and converged flags).
         """
+        check_flag(return_convergence_delta, "return_convergence_delta")
         run = _Run(
             self.forward_func,
             inputs,

@@ -41,8 +41,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._captum import GradientAttribution, check_device_ids
 from ._engine import Engine, PathProblem, completeness_delta, warn_if_training
-from ._inputs import ExtraArgs, Target, TargetType, TensorOrTuple, as_inputs, check_callable
+from ._inputs import (
+    ExtraArgs,
+    Target,
+    TargetType,
+    TensorOrTuple,
+    as_inputs,
+    check_callable,
+    check_flag,
+)
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
 from .tolerance import DEFAULT_MAX_STEPS, check_tolerance, integrate_to_tolerance, is_smooth
@@ -56,7 +65,7 @@ class _NotReusable(Exception):
     """The one-row upstream run differs from the plain run: recompute instead."""
 
 
-class LayerIntegratedGradients:
+class LayerIntegratedGradients(GradientAttribution):
     """Captum-compatible layer IG on the integrad engine.
 
     ``layer`` is a module or a list of modules; for a list, all layers' activations
@@ -70,7 +79,9 @@ class LayerIntegratedGradients:
     layer once per chunk instead of once per path point where that is safe and pays
     (see the module docstring); after a call, ``reused_upstream`` says whether it did.
     Listed layers are swapped independently: a layer whose output only feeds another
-    listed layer gets zero attributions (Captum raises there).
+    listed layer gets zero attributions (Captum raises there). ``grad_kwargs`` are
+    passed to ``torch.autograd.grad``; ``device_ids`` (Captum's, for DataParallel
+    replicas) must be None.
 
     >>> import torch, integrad
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
@@ -83,9 +94,12 @@ class LayerIntegratedGradients:
         self,
         forward_func: Callable[..., Any],
         layer: nn.Module | list[nn.Module],
+        device_ids: list[int] | None = None,
         multiply_by_inputs: bool = True,
     ) -> None:
         check_callable(forward_func)
+        check_device_ids(device_ids)
+        check_flag(multiply_by_inputs, "multiply_by_inputs")
         layers = layer if isinstance(layer, list) else [layer]
         if not layers:
             raise ValueError("layer is an empty list; pass a module or a list of modules")
@@ -95,6 +109,7 @@ class LayerIntegratedGradients:
                 raise TypeError(f"{where} must be a torch.nn.Module, got {type(m).__name__}")
         self.forward_func = forward_func
         self.layer = layer
+        self.device_ids = device_ids
         self.multiply_by_inputs = multiply_by_inputs
         self.reused_upstream: bool | None = None
         self.error_estimate: torch.Tensor | None = None
@@ -110,6 +125,31 @@ class LayerIntegratedGradients:
     def has_convergence_delta(self) -> bool:
         return True
 
+    @staticmethod
+    def interpolate(
+        layer_attribution: torch.Tensor,
+        interpolate_dims: int | tuple[int, ...],
+        interpolate_mode: str = "nearest",
+    ) -> torch.Tensor:
+        """Captum's upsampling of 3-, 4- or 5-d layer attributions to ``interpolate_dims``.
+
+        >>> import torch, integrad
+        >>> up = integrad.LayerIntegratedGradients.interpolate(torch.ones(1, 2, 4, 4), (8, 8))
+        >>> up.shape
+        torch.Size([1, 2, 8, 8])
+        """
+        if not isinstance(layer_attribution, torch.Tensor) or layer_attribution.dim() not in (
+            3,
+            4,
+            5,
+        ):
+            shape = getattr(layer_attribution, "shape", type(layer_attribution).__name__)
+            raise ValueError(
+                f"layer_attribution must be a 3-, 4- or 5-d tensor (batch, channels, ...), "
+                f"got {shape}"
+            )
+        return nn.functional.interpolate(layer_attribution, interpolate_dims, mode=interpolate_mode)
+
     def attribute(
         self,
         inputs: TensorOrTuple,
@@ -121,6 +161,7 @@ class LayerIntegratedGradients:
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
+        grad_kwargs: dict[str, Any] | None = None,
         *,
         max_memory: int | None = None,
         reuse_upstream: bool = True,
@@ -135,6 +176,12 @@ class LayerIntegratedGradients:
         :func:`integrad.explain`; the per-example estimates and flags are then kept in
         ``self.error_estimate`` and ``self.converged``.
         """
+        for flag, name in (
+            (return_convergence_delta, "return_convergence_delta"),
+            (attribute_to_layer_input, "attribute_to_layer_input"),
+            (reuse_upstream, "reuse_upstream"),
+        ):
+            check_flag(flag, name)
         check_tolerance(tolerance, max_steps, method)
         check_method(method, n_steps)
         xs, bs = _model_inputs(inputs, baselines)
@@ -162,7 +209,12 @@ class LayerIntegratedGradients:
         def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine, bool]:
             evaluate = _Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
             problem = PathProblem(evaluate, flat_x, flat_b, target_, model_args)
-            engine = Engine(problem, max_memory=max_memory, internal_batch_size=internal_batch_size)
+            engine = Engine(
+                problem,
+                max_memory=max_memory,
+                internal_batch_size=internal_batch_size,
+                grad_kwargs=grad_kwargs,
+            )
             if tolerance is not None:
                 tolerated = integrate_to_tolerance(
                     engine,
