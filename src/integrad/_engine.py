@@ -66,6 +66,13 @@ class PathProblem:
     baselines: tuple[torch.Tensor, ...]
     target: Target
     extra: ExtraArgs
+    model: nn.Module | None = None
+    """The caller's model when ``forward_func`` wraps it (layer and neuron IG); else the
+    module ``forward_func`` is or is a method of."""
+
+    @property
+    def owner(self) -> nn.Module | None:
+        return self.model if self.model is not None else owner(self.forward_func)
 
     @property
     def batch(self) -> int:
@@ -371,7 +378,7 @@ class Engine:
         """
         rows = torch.arange(min(self.problem.batch, _PROBE_POINTS))
         counter = _SavedBytes(int(rows.numel()))
-        with torch.enable_grad(), kept_buffers(self.problem.forward_func):
+        with torch.enable_grad(), kept_buffers(self.problem.owner):
             points = tuple(p.requires_grad_() for p in self.points(rows, torch.ones(rows.numel())))
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 out = self._forward(points, rows)
@@ -482,7 +489,7 @@ class Engine:
         self, rows: torch.Tensor, build: Callable[[slice], tuple[torch.Tensor, ...]]
     ) -> torch.Tensor:
         values = []
-        with torch.no_grad(), kept_buffers(self.problem.forward_func):
+        with torch.no_grad(), kept_buffers(self.problem.owner):
             for part in self._chunks(int(rows.numel())):
                 r = rows[part]
                 out = self._forward(build(part), r)
@@ -520,7 +527,7 @@ class Engine:
             r = rows[part]
             if before is not None:
                 before()
-            with torch.no_grad(), kept_buffers(self.problem.forward_func):
+            with torch.no_grad(), kept_buffers(self.problem.owner):
                 out = self._forward(self.points(r, alphas[part]), r)
                 value = self._select(out, r).detach()
             self.forwards.index_add_(0, r, torch.ones_like(r))
@@ -613,7 +620,7 @@ class Engine:
         self, rows: torch.Tensor, built: tuple[torch.Tensor, ...]
     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         counter = _SavedBytes(int(rows.numel()))
-        with torch.enable_grad(), kept_buffers(self.problem.forward_func):
+        with torch.enable_grad(), kept_buffers(self.problem.owner):
             # Detached leaves: autograd never reaches (or writes to) the caller's tensors.
             points = tuple(p.detach().requires_grad_() for p in built)
             with _counting(counter if self._recount else None):
@@ -664,13 +671,13 @@ def _shape_hint(
 
 
 @contextmanager
-def kept_buffers(forward_func: Callable[..., Any]) -> Iterator[None]:
-    """Restore the buffers of the model's training-mode modules after the block.
+def kept_buffers(model: nn.Module | None) -> Iterator[None]:
+    """Restore the buffers of ``model``'s training-mode modules after the block.
 
     Train-mode BatchNorm updates ``running_mean``, ``running_var`` and
-    ``num_batches_tracked`` on every forward pass; an explanation must not.
+    ``num_batches_tracked`` on every forward pass; an explanation must not. The block
+    must also hold the backward pass (autograd checks the saved buffers' versions).
     """
-    model = owner(forward_func)
     saved = (
         []
         if model is None

@@ -48,6 +48,7 @@ from torch import nn
 from torch.nn.modules import batchnorm, conv, dropout, padding, pooling
 
 from ._engine import Engine
+from ._hooks import call_scope, scoped
 from ._modules import is_smooth_module, owner
 
 _AFFINE = (
@@ -214,11 +215,11 @@ class _Recorder:
             for m in model.modules():
                 kinks = _kinks(m)
                 if isinstance(m, pooling._MaxPoolNd):
-                    self.handles.append(m.register_forward_hook(self._pool))
+                    self.handles.append(m.register_forward_hook(scoped(self._pool)))
                 elif kinks is not None:
                     # Before the call: an in-place ReLU overwrites its input.
                     hook = self._kinked(m, _Kinks(kinks))
-                    self.handles.append(m.register_forward_pre_hook(hook))
+                    self.handles.append(m.register_forward_pre_hook(scoped(hook)))
         except BaseException:
             self.remove()
             raise
@@ -296,11 +297,12 @@ def exact(
 
     ``forward_func`` must have passed :func:`check_model`.
     """
-    recorder = _Recorder(model_of(engine.problem.forward_func))
-    try:
-        done, output, baseline_output = _regions(engine, recorder)
-    finally:
-        recorder.remove()
+    with call_scope():  # the recorder ignores other threads' forward passes
+        recorder = _Recorder(model_of(engine.problem.forward_func))
+        try:
+            done, output, baseline_output = _regions(engine, recorder)
+        finally:
+            recorder.remove()
     grads, regions = _integrate(engine, done)
     return grads, output, baseline_output, regions
 

@@ -42,7 +42,15 @@ import torch
 from torch import nn
 
 from ._captum import GradientAttribution, check_device_ids
-from ._engine import Engine, PathProblem, completeness_delta, warn_if_training
+from ._engine import (
+    Engine,
+    PathProblem,
+    completeness_delta,
+    kept_buffers,
+    warn_if_incomplete,
+    warn_if_training,
+)
+from ._hooks import call_scope, scoped
 from ._inputs import (
     ExtraArgs,
     Target,
@@ -52,6 +60,7 @@ from ._inputs import (
     check_callable,
     check_flag,
 )
+from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
 from .tolerance import DEFAULT_MAX_STEPS, check_tolerance, integrate_to_tolerance, is_smooth
@@ -189,7 +198,33 @@ class LayerIntegratedGradients(GradientAttribution):
         target_ = Target(target, batch)
         extra = ExtraArgs.of(additional_forward_args, batch)
         warn_if_training(self.forward_func)
+        with call_scope():  # this call's hooks ignore other threads' forward passes
+            return self._attribute(
+                xs, bs, target_, extra, n_steps, method, internal_batch_size,
+                return_convergence_delta, attribute_to_layer_input, grad_kwargs,
+                max_memory, reuse_upstream, tolerance, max_steps,
+            )  # fmt: skip
+
+    def _attribute(
+        self,
+        xs: tuple[torch.Tensor, ...],
+        bs: tuple[torch.Tensor, ...],
+        target_: Target,
+        extra: ExtraArgs,
+        n_steps: int,
+        method: str,
+        internal_batch_size: int | None,
+        return_convergence_delta: bool,
+        attribute_to_layer_input: bool,
+        grad_kwargs: dict[str, Any] | None,
+        max_memory: int | None,
+        reuse_upstream: bool,
+        tolerance: float | None,
+        max_steps: int | None,
+    ) -> LayerAttributions | tuple[LayerAttributions, torch.Tensor]:
+        batch = int(xs[0].shape[0])
         layers = self.layer if isinstance(self.layer, list) else [self.layer]
+        model = owner(self.forward_func)
         act_x, out_x, upstream = self._record(xs, extra.args, attribute_to_layer_input)
         act_b, out_b, _ = self._record(bs, extra.args, attribute_to_layer_input)
         counts = [len(a) for a in act_x]
@@ -208,7 +243,7 @@ class LayerIntegratedGradients(GradientAttribution):
 
         def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine, bool]:
             evaluate = _Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
-            problem = PathProblem(evaluate, flat_x, flat_b, target_, model_args)
+            problem = PathProblem(evaluate, flat_x, flat_b, target_, model_args, model)
             engine = Engine(
                 problem,
                 max_memory=max_memory,
@@ -254,11 +289,14 @@ class LayerIntegratedGradients(GradientAttribution):
         attributions: LayerAttributions = (
             per_layer if isinstance(self.layer, list) else per_layer[0]
         )
-        if not return_convergence_delta:
-            return attributions
         rows = torch.arange(batch)
         ends = engine.target_values(out_x, rows), engine.target_values(out_b, rows)
-        return attributions, completeness_delta(integrated, *ends)
+        delta = completeness_delta(integrated, *ends)
+        if tolerance is None:  # tolerance mode reports its own certificate
+            warn_if_incomplete(delta, *ends, n_steps)
+        if not return_convergence_delta:
+            return attributions
+        return attributions, delta
 
     def _record(
         self, xs: tuple[torch.Tensor, ...], extra: tuple[Any, ...], layer_input: bool
@@ -283,15 +321,15 @@ class LayerIntegratedGradients(GradientAttribution):
                 ran[0] += next(m.parameters(recurse=False), None) is not None
 
         try:
-            handles.append(nn.modules.module.register_module_forward_hook(count))
+            handles.append(nn.modules.module.register_module_forward_hook(scoped(count)))
             for i, m in enumerate(layers):
-                hook = keeper(i)
+                hook = scoped(keeper(i))
                 handles.append(
                     m.register_forward_pre_hook(hook)
                     if layer_input
                     else m.register_forward_hook(hook)
                 )
-            with torch.no_grad():
+            with torch.no_grad(), kept_buffers(owner(self.forward_func)):
                 output = self.forward_func(*xs, *extra)
         finally:
             for h in handles:
@@ -425,11 +463,13 @@ def _swap(
         for i, m in enumerate(layers):
             if layer_input:
                 handles.append(
-                    m.register_forward_pre_hook(lambda _m, args, i=i: replacement(i, tuple(args)))
+                    m.register_forward_pre_hook(
+                        scoped(lambda _m, args, i=i: replacement(i, tuple(args)))
+                    )
                 )
             else:
                 handles.append(
-                    m.register_forward_hook(lambda _m, _args, out, i=i: replacement(i, out))
+                    m.register_forward_hook(scoped(lambda _m, _args, out, i=i: replacement(i, out)))
                 )
         yield
     finally:

@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 from ._captum import GradientAttribution, check_device_ids
+from ._engine import kept_buffers
+from ._hooks import call_scope, scoped
 from ._inputs import TensorOrTuple, check_callable, check_flag
+from ._modules import owner
 from .integrated_gradients import explain
 
 __all__ = ["NeuronIntegratedGradients"]
@@ -92,7 +95,7 @@ class NeuronIntegratedGradients(GradientAttribution):
                     )
                 seen.append(tensors)
 
-            handle = self.layer.register_forward_hook(keep)
+            handle = self.layer.register_forward_hook(scoped(keep))
             try:
                 self.forward_func(*args)
             finally:
@@ -103,6 +106,24 @@ class NeuronIntegratedGradients(GradientAttribution):
                 )
             return _select(seen[0], neuron_selector)
 
+        # Hooks of this call ignore other threads' forward passes; train-mode buffers are
+        # restored once the last backward pass is done.
+        with call_scope(), kept_buffers(owner(self.forward_func)):
+            return self._explain(
+                neuron, inputs, baselines, additional_forward_args, n_steps, method,
+                internal_batch_size,
+            )  # fmt: skip
+
+    def _explain(
+        self,
+        neuron: Callable[..., torch.Tensor],
+        inputs: TensorOrTuple,
+        baselines: object,
+        additional_forward_args: Any,
+        n_steps: int,
+        method: str,
+        internal_batch_size: int | None,
+    ) -> TensorOrTuple:
         return explain(
             neuron,
             inputs,
