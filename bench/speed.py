@@ -54,8 +54,8 @@ def main() -> None:
     for name in args.cases:
         model, x = case(name)
         for n in args.n_steps:
-            quad = integrad.quadrature.rule("gausslegendre", n).to(x.dtype)
-            alphas = quad.alphas.view(-1, *[1] * x.dim())
+            quad = integrad.quadrature.rule("gausslegendre", n)
+            alphas = quad.alphas.to(x.dtype).view(-1, *[1] * x.dim())
             points = (alphas * x.unsqueeze(0)).reshape(-1, *x.shape[1:])
             contenders: dict[str, Callable[[], object]] = {
                 f"floor{c}": floor_run(model, points, c) for c in FLOOR_CHUNKS

@@ -309,3 +309,16 @@ def test_captum_positional_form_and_grad_kwargs():
         plain.attribute(x, target=2, grad_kwargs={"inputs": x})
     with pytest.raises(TypeError, match=r"grad_kwargs must be a dict"):
         plain.attribute(x, target=2, grad_kwargs=[("retain_graph", True)])
+
+
+def test_a_completeness_gap_over_five_percent_warns_and_train_mode_buffers_are_kept():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(6, 4)
+    with pytest.warns(integrad.CompletenessWarning, match=r"n_steps=1"):
+        integrad.LayerIntegratedGradients(model, model[1]).attribute(
+            x, target=0, n_steps=1, method="riemann_left"
+        )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

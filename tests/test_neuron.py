@@ -100,3 +100,17 @@ def test_bad_selector_forms_and_values():
         nig.attribute(x, lambda a: 1.0)
     with pytest.raises(ValueError, match=r"neuron_selector \(slice\(None.*\), 1\) has 2 index"):
         nig.attribute(x, (slice(None), 1))
+
+
+def test_a_completeness_gap_over_five_percent_warns_and_train_mode_buffers_are_kept():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 2)
+    )
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(integrad.CompletenessWarning, match=r"n_steps=1"):
+        integrad.NeuronIntegratedGradients(model, model[3]).attribute(
+            torch.randn(6, 4), 0, n_steps=1, method="riemann_left"
+        )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
