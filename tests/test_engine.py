@@ -240,7 +240,7 @@ except Stop:
 """
 
 
-@pytest.mark.parametrize("method", ["riemann_left", "gausslegendre"])
+@pytest.mark.parametrize("method", ["riemann_left", "gausslegendre", "idgi"])
 def test_huge_n_steps_stay_within_the_memory_budget(method):
     # 16 examples × 10**7 steps: the old engine built 1.6e8-entry index, node and weight
     # tensors (3.8 GB) before the first model call; under a 1.5 GB address-space limit

@@ -461,25 +461,55 @@ class Engine:
         """The target output, detached, from a ``forward_func`` output for examples ``rows``."""
         return self._select(output, rows).detach()
 
-    def integrate(self, quad: Rule, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def integrate(
+        self,
+        quad: Rule,
+        rows: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+        transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Per example, the rule's weighted sum of gradients along the whole path.
 
         ``rows`` (default: every example) are the examples to integrate; the sums of the
         others stay 0. Points go node-major (every example at the first node, then the
         next), as Captum. Nodes, weights and row indices are made chunk by chunk, so a
-        rule of any size costs one chunk of memory.
+        rule of any size costs one chunk of memory. ``weights`` (one per point, node-major)
+        replace the rule's weights; ``transform`` is as in :meth:`gradients`.
         """
+        total, part_of = self._node_major(quad, rows, weights)
+        return self._accumulate(
+            total,
+            part_of,
+            None if transform is None else lambda part, points, grads: transform(grads),
+        ).sums
+
+    def outputs_along(self, quad: Rule, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The target output at the rule's nodes, node-major, forward passes only."""
+        total, part_of = self._node_major(quad, rows, None)
+
+        def build(part: slice) -> tuple[torch.Tensor, ...]:
+            r, alphas, _ = part_of(part)
+            return self.points(r, alphas)
+
+        return self._values(total, lambda part: part_of(part)[0], build)
+
+    def _node_major(
+        self, quad: Rule, rows: torch.Tensor | None, weights: torch.Tensor | None
+    ) -> tuple[int, Callable[[slice], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
         rows = torch.arange(self.problem.batch) if rows is None else rows
         m = int(rows.numel())
+        if weights is not None and int(weights.numel()) != m * quad.n:
+            raise ValueError(f"weights has {weights.numel()} entries for {m * quad.n} points")
 
         def part_of(part: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             first, last = part.start // m, (part.stop - 1) // m + 1
-            alphas, weights = quad.nodes(first, last)
+            alphas, rule_weights = quad.nodes(first, last)
             index = torch.arange(part.start, part.stop)
             node = index // m - first
-            return rows[index % m], alphas[node], weights[node]
+            chosen = rule_weights[node] if weights is None else weights[part]
+            return rows[index % m], alphas[node], chosen
 
-        return self._accumulate(m * quad.n, part_of, None).sums
+        return m * quad.n, part_of
 
     def ends(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The target output at the inputs and at the baselines, forward passes only."""
@@ -490,19 +520,26 @@ class Engine:
 
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The target output at path points, forward passes only (no gradients)."""
-        return self._values(rows, lambda part: self.points(rows[part], alphas[part]))
+        return self._values(
+            int(rows.numel()),
+            lambda part: rows[part],
+            lambda part: self.points(rows[part], alphas[part]),
+        )
 
     def outputs_at(self, rows: torch.Tensor, points: Points) -> torch.Tensor:
         """As :meth:`outputs`, at points the method chooses (see :meth:`gradients_at`)."""
-        return self._values(rows, self._builder(rows, points))
+        return self._values(int(rows.numel()), lambda part: rows[part], self._builder(rows, points))
 
     def _values(
-        self, rows: torch.Tensor, build: Callable[[slice], tuple[torch.Tensor, ...]]
+        self,
+        total: int,
+        rows_of: Callable[[slice], torch.Tensor],
+        build: Callable[[slice], tuple[torch.Tensor, ...]],
     ) -> torch.Tensor:
         values = []
         with torch.no_grad(), kept_buffers(self.problem.owner):
-            for part in self._chunks(int(rows.numel())):
-                r = rows[part]
+            for part in self._chunks(total):
+                r = rows_of(part)
                 out = self._forward(build(part), r)
                 values.append(self._select(out, r).detach())
                 self.forwards.index_add_(0, r, torch.ones_like(r))

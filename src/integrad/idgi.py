@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from ._engine import Engine
+from .quadrature import rule
 
 
 def idgi(
@@ -25,15 +26,14 @@ def idgi(
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive int for method='idgi', got {n_steps!r}")
     batch = engine.problem.batch
-    nodes = torch.arange(n_steps + 1, dtype=torch.float64) / n_steps
-    # Node-major order, as the integrating rules use.
-    values = engine.outputs(torch.arange(batch).repeat(n_steps + 1), nodes.repeat_interleave(batch))
-    values = values.reshape(n_steps + 1, batch)
+    # Node-major, as the integrating rules; the trapezoid's n + 1 nodes are j/n, the left
+    # rule's n nodes j/n for j < n. Only the output changes (one number per point) are held.
+    nodes = rule("riemann_trapezoid", n_steps + 1)
+    values = engine.outputs_along(nodes).reshape(n_steps + 1, batch)
     change = (values[1:] - values[:-1]).reshape(-1).double()
-    rows = torch.arange(batch).repeat(n_steps)
-    sums = engine.gradients(
-        rows, nodes[:-1].repeat_interleave(batch), change, transform=_share_of_squares
-    ).sums
+    sums = engine.integrate(
+        rule("riemann_left", n_steps), weights=change, transform=_share_of_squares
+    )
     return sums, values[-1], values[0]
 
 
