@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ._engine import Engine, PathProblem, completeness_delta
+from ._engine import Engine, PathProblem, _Heap, completeness_delta
 from ._inputs import ExtraArgs, Target, broadcast_baseline
 from .quadrature import Rule
 
@@ -38,9 +38,10 @@ __all__ = [
     "sample_attributions",
 ]
 
-_ROW_COPIES = 4
-"""Row-sized tensors a group holds besides the engine's chunk: inputs, references,
-their difference and the row's contribution."""
+_ROW_COPIES = 8
+"""Row-sized tensors a group holds besides the engine's chunk (counted): inputs, noise,
+noisy inputs, references, the engine's differences, gradient sums, contributions and
+one temporary."""
 
 _BLOCK = 16
 """torch's CPU normal sampler fills blocks of 16 and redraws a ragged tail, so a long
@@ -282,6 +283,7 @@ def sample_attributions(
     totals = [torch.zeros_like(x) for x in xs]
     deltas: list[torch.Tensor] | None = [] if row_deltas else None
     group: int | None = None
+    heap = _Heap()  # one per call: each group's engine sees only its own chunk
     start = 0
     while start < total_rows:
         size = min(total_rows - start, 4 if group is None else group)
@@ -318,6 +320,7 @@ def sample_attributions(
         if deltas is not None:
             f_x, f_ref = engine.ends()
             deltas.append(completeness_delta(contributions, f_x, f_ref))
+        heap.settle(sum(c.nbytes for c in copies) * _ROW_COPIES)
         start = stop
     draws.finish()
     means = tuple(t / n for t in totals)
