@@ -210,6 +210,10 @@ def test_gradient_shap_tuple_inputs_and_extra_args_are_captums(target, stdevs, m
     ours, d_ours = integrad.GradientShap(model, multiply_by_inputs).attribute(inputs, refs, **args)
     assert isinstance(ours, tuple)
     assert_same(ours, theirs, rtol=1e-12)
+    if not multiply_by_inputs:
+        # integrad's delta stays a completeness check: that of the multiplied attributions.
+        seeded(5)
+        _, d_theirs = CaptumGradientShap(model).attribute(inputs, refs, **args)
     torch.testing.assert_close(d_ours, d_theirs, rtol=1e-10, atol=1e-12)
 
 

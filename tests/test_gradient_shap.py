@@ -125,7 +125,7 @@ def test_memory_stays_bounded_whatever_n_samples():
         """,
         "gs.attribute(x, refs, n_samples=1000, stdevs=0.1, max_memory=16 << 20)",
     )
-    assert growth < 16 + 48  # the budget plus a constant; all at once it is > 1000
+    assert growth < 16 + 64  # the budget plus a constant; all at once it is > 1000
 
 
 @pytest.mark.parametrize(

@@ -276,7 +276,8 @@ def sample_attributions(
 
     With ``quadrature`` each row integrates the whole path from its reference by that
     rule (no alphas); otherwise it takes the gradient at its drawn alpha. A row's
-    delta is ``Σ contribution − (F(x̃) − F(x'))``, Captum's per-sample convention.
+    delta is ``Σ (x̃ - x') ⊙ gradient − (F(x̃) − F(x'))``, Captum's per-sample
+    convention, multiplied by the inputs even when the attributions are not.
     """
     batch = int(xs[0].shape[0])
     total_rows = batch * n
@@ -311,15 +312,12 @@ def sample_attributions(
             sums = engine.gradients(rows, drawn.alphas, torch.ones(size, dtype=torch.float64)).sums
         else:
             sums = engine.integrate(quadrature)
-        contributions = tuple(
-            g * (c - s) if multiply_by_inputs else g
-            for g, c, s in zip(sums, copies, starts, strict=True)
-        )
-        for acc, part in zip(totals, contributions, strict=True):
+        global_parts = tuple(g * (c - s) for g, c, s in zip(sums, copies, starts, strict=True))
+        for acc, part in zip(totals, global_parts if multiply_by_inputs else sums, strict=True):
             acc.index_add_(0, examples.to(acc.device), part)
-        if deltas is not None:
+        if deltas is not None:  # from the multiplied parts always: a completeness check
             f_x, f_ref = engine.ends()
-            deltas.append(completeness_delta(contributions, f_x, f_ref))
+            deltas.append(completeness_delta(global_parts, f_x, f_ref))
         heap.settle(sum(c.nbytes for c in copies) * _ROW_COPIES)
         start = stop
     draws.finish()

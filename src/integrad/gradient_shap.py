@@ -53,7 +53,8 @@ class GradientShap:
 
     The delta, on request, is Captum's: one per drawn sample, shape
     ``(batch * n_samples,)`` ordered example by example, each
-    ``Σ sample attribution − (F(x̃) − F(x'))``.
+    ``Σ (x̃ - x') ⊙ gradient − (F(x̃) − F(x'))``: multiplied by the inputs even with
+    ``multiply_by_inputs=False``, so that it stays a completeness check.
 
     >>> import torch, integrad
     >>> model = torch.nn.Linear(3, 1)
