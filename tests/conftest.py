@@ -172,19 +172,22 @@ def peak_growth_mib(setup: str, code: str) -> float:
     import subprocess
     import textwrap
 
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would report the parent's peak.
     script = textwrap.dedent(
         """
-        import resource, sys
         import numpy as np, torch, integrad
         torch.set_num_threads(1)
-        def rss():
+        def status(field):
             with open("/proc/self/status") as f:
-                return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+                return next(int(l.split()[1]) for l in f if l.startswith(field)) / 1024
         """
     )
-    script += textwrap.dedent(setup) + "\nbefore = rss()\n" + textwrap.dedent(code)
-    script += "\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)\n"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    script += textwrap.dedent(setup) + '\nbefore = status("VmRSS:")\n' + textwrap.dedent(code)
+    script += '\nprint(status("VmHWM:") - before)\n'
+    import integrad  # the child must import this same integrad, whatever sys.path holds now
+
+    own = os.path.dirname(os.path.dirname(os.path.abspath(integrad.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([own, *sys.path]))
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
     )
