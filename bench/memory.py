@@ -1,11 +1,14 @@
-"""Peak process memory: integrad at n_steps=512 and 4096 vs Captum's default at 512.
+"""Peak process memory: integrad vs Captum's defaults, each in a fresh process.
 
-Each configuration runs in a fresh subprocess (4 examples of 3×64×64 through a CNN with
-BatchNorm, ``bench/_models.py``) and reports its peak resident set size, in total and
-above the process's size just before the call. Captum's default builds all
-n_steps × batch path points and their autograd graph at once.
+IG at n_steps=512 and 4096 vs Captum at 512; NoiseTunnel(Saliency) at 1000 noisy
+samples, and GradientShap / ExpectedGradients at 1000 samples, vs Captum's NoiseTunnel
+and GradientShap at 1000. Every configuration runs in a fresh subprocess (4 examples of
+3×64×64 through a CNN with BatchNorm, ``bench/_models.py``) and reports its peak
+resident set size, in total and above the process's size just before the call.
+Captum builds all path points (IG) or all noisy copies (NoiseTunnel, GradientShap) at
+once.
 
-    python bench/memory.py [--repeats 3]
+    python bench/memory.py [--repeats 3] [--only ig|sampling]
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ import torch
 sys.path.insert(0, {bench!r})
 from _models import case
 import integrad
+from captum.attr import GradientShap as CaptumGS
 from captum.attr import IntegratedGradients as CaptumIG
+from captum.attr import NoiseTunnel as CaptumNT
+from captum.attr import Saliency as CaptumSaliency
 torch.set_num_threads(2)
 model, x = case("cnn64")
+refs = torch.rand(16, *x.shape[1:], generator=torch.Generator().manual_seed(2))
 who, n = sys.argv[1], int(sys.argv[2])
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -35,8 +42,19 @@ def rss_mb():
 before = rss_mb()
 if who == "integrad":
     integrad.IntegratedGradients(model).attribute(x, target=0, n_steps=n)
-else:
+elif who == "captum":
     CaptumIG(model).attribute(x, target=0, n_steps=n)
+elif who == "integrad-nt":
+    nt = integrad.NoiseTunnel(integrad.Saliency(model))
+    nt.attribute(x, target=0, nt_samples=n, stdevs=0.1)
+elif who == "captum-nt":
+    CaptumNT(CaptumSaliency(model)).attribute(x, target=0, nt_samples=n, stdevs=0.1)
+elif who == "integrad-gs":
+    integrad.GradientShap(model).attribute(x, refs, n_samples=n, stdevs=0.1, target=0)
+elif who == "integrad-eg":
+    integrad.ExpectedGradients(model).attribute(x, refs, n_samples=n, stdevs=0.1, target=0)
+else:
+    CaptumGS(model).attribute(x, refs, n_samples=n, stdevs=0.1, target=0)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"before": before, "peak": peak}}))
 """
@@ -50,11 +68,27 @@ def measure(who: str, n: int) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+IG_CONFIGS = [("integrad", 512), ("integrad", 4096), ("captum", 512)]
+SAMPLING_CONFIGS = [
+    ("integrad-nt", 100),
+    ("integrad-nt", 1000),
+    ("captum-nt", 1000),
+    ("integrad-gs", 1000),
+    ("integrad-eg", 1000),
+    ("captum-gs", 1000),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["ig", "sampling"], default=None)
     args = parser.parse_args()
-    configs = [("integrad", 512), ("integrad", 4096), ("captum", 512)]
+    configs = []
+    if args.only != "sampling":
+        configs += IG_CONFIGS
+    if args.only != "ig":
+        configs += SAMPLING_CONFIGS
     runs: dict[tuple[str, int], list[dict[str, float]]] = {c: [] for c in configs}
     for _ in range(args.repeats):
         for c in configs:
@@ -62,14 +96,21 @@ def main() -> None:
     peak = {c: statistics.median(r["peak"] for r in runs[c]) for c in configs}
     extra = {c: statistics.median(r["peak"] - r["before"] for r in runs[c]) for c in configs}
     print(f"cnn64, batch 4, 3x64x64; medians of {args.repeats} fresh processes (MiB)")
-    print(f"{'config':18s} {'peak RSS':>9s} {'above start':>12s}")
+    print(f"{'config':22s} {'peak RSS':>9s} {'above start':>12s}")
     for who, n in configs:
-        print(f"{who + ' n=' + str(n):18s} {peak[(who, n)]:9.0f} {extra[(who, n)]:12.0f}")
-    ours, big, theirs = peak[configs[0]], peak[configs[1]], peak[configs[2]]
-    print(f"integrad n=4096 / n=512 peak: {big / ours:.3f}  (target <= 1.25)")
-    print(f"integrad n=512 / Captum n=512 peak: {ours / theirs:.3f}  (target <= 0.5)")
-    ratio = extra[configs[1]] / extra[configs[0]]
-    print(f"above-start growth n=4096 / n=512: {ratio:.3f}")
+        print(f"{who + ' n=' + str(n):22s} {peak[(who, n)]:9.0f} {extra[(who, n)]:12.0f}")
+    if args.only != "sampling":
+        ours, big, theirs = (peak[c] for c in IG_CONFIGS)
+        print(f"integrad n=4096 / n=512 peak: {big / ours:.3f}  (target <= 1.25)")
+        print(f"integrad n=512 / Captum n=512 peak: {ours / theirs:.3f}  (target <= 0.5)")
+        ratio = extra[IG_CONFIGS[1]] / extra[IG_CONFIGS[0]]
+        print(f"above-start growth n=4096 / n=512: {ratio:.3f}")
+    if args.only != "ig":
+        nt100, nt1000, cnt, gs, eg, cgs = (extra[c] for c in SAMPLING_CONFIGS)
+        print(f"NoiseTunnel above-start growth n=1000 / n=100: {nt1000 / nt100:.3f}")
+        print(f"NoiseTunnel n=1000 integrad / Captum above start: {nt1000 / cnt:.3f}")
+        print(f"GradientShap n=1000 integrad / Captum above start: {gs / cgs:.3f}")
+        print(f"ExpectedGradients n=1000 / Captum GradientShap above start: {eg / cgs:.3f}")
 
 
 if __name__ == "__main__":

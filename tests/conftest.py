@@ -160,3 +160,35 @@ class FailsOnCall(nn.Module):
         if self.calls == self.fail_at:
             raise RuntimeError("device lost")
         return self.inner(x)
+
+
+def peak_growth_mib(setup: str, code: str) -> float:
+    """Peak resident MiB a fresh process grows by while running ``code``.
+
+    ``setup`` runs first (with ``torch``, ``numpy as np`` and ``integrad`` imported): it
+    builds the tensors and makes a small warm-up call, so that what torch loads on
+    first use does not count.
+    """
+    import subprocess
+    import textwrap
+
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would report the parent's peak.
+    script = textwrap.dedent(
+        """
+        import numpy as np, torch, integrad
+        torch.set_num_threads(1)
+        def status(field):
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith(field)) / 1024
+        """
+    )
+    script += textwrap.dedent(setup) + '\nbefore = status("VmRSS:")\n' + textwrap.dedent(code)
+    script += '\nprint(status("VmHWM:") - before)\n'
+    import integrad  # the child must import this same integrad, whatever sys.path holds now
+
+    own = os.path.dirname(os.path.dirname(os.path.abspath(integrad.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([own, *sys.path]))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    return float(done.stdout.strip().splitlines()[-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import smooth_mlp
+from conftest import peak_growth_mib, smooth_mlp
 
 import integrad
 
@@ -95,3 +95,62 @@ def test_bad_reference_sets():
         eg.attribute(torch.rand(2, 4), baselines=torch.rand(3, 5))
     with pytest.raises(ValueError, match=r"n_samples must be a positive int, got 0"):
         eg.attribute(torch.rand(2, 4), baselines=torch.rand(3, 4), n_samples=0)
+
+
+def test_captum_surface():
+    eg = integrad.ExpectedGradients(smooth_mlp())
+    assert eg.has_convergence_delta() and eg.multiplies_by_inputs
+    with pytest.raises(NotImplementedError, match="attribute_future is not implemented"):
+        eg.attribute_future()
+
+
+@pytest.mark.parametrize("n_steps", [None, 8])
+def test_results_do_not_depend_on_samples_batch_size_or_max_memory(n_steps):
+    model = smooth_mlp()
+    x, refs = rand(3, 6), rand(5, 6, seed=7)
+    eg = integrad.ExpectedGradients(model)
+    kwargs = dict(baselines=refs, target=[0, 1, 2], n_samples=11, stdevs=0.1, n_steps=n_steps)
+    reference = eg.attribute(x, generator=torch.Generator().manual_seed(2), **kwargs)
+    for knobs in ({"samples_batch_size": 1}, {"samples_batch_size": 4}, {"max_memory": 2000}):
+        again = eg.attribute(x, generator=torch.Generator().manual_seed(2), **knobs, **kwargs)
+        torch.testing.assert_close(again, reference, rtol=1e-12, atol=1e-15)
+
+
+def test_float32_results_do_not_depend_on_samples_batch_size():
+    model = smooth_mlp().float()
+    x, refs = rand(2, 6).float(), rand(5, 6, seed=7).float()
+    eg = integrad.ExpectedGradients(model)
+    runs = [
+        eg.attribute(x, refs, target=1, n_samples=9, samples_batch_size=size)
+        for size in (None, 1, 2)
+    ]
+    for run in runs[1:]:
+        torch.testing.assert_close(run, runs[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"samples_batch_size": -2}, r"samples_batch_size must be a positive int, got -2"),
+        ({"samples_batch_size": 0}, r"samples_batch_size must be a positive int, got 0"),
+        ({"stdevs": float("inf")}, r"stdevs must be finite numbers >= 0, got inf"),
+        ({"stdevs": -0.5}, r"stdevs must be finite numbers >= 0, got -0.5"),
+    ],
+)
+def test_bad_sampling_arguments(arguments, message):
+    eg = integrad.ExpectedGradients(lambda t: t.sum(1))
+    with pytest.raises(ValueError, match=message):
+        eg.attribute(torch.rand(2, 4), baselines=torch.rand(3, 4), **arguments)
+
+
+def test_memory_stays_bounded_whatever_n_samples():
+    # 1000 samples of 2 examples of 3x64x64 float64: every copy set would be 196 MiB.
+    growth = peak_growth_mib(
+        """
+        x, refs = torch.rand(2, 3, 64, 64, dtype=torch.float64), torch.rand(8, 3, 64, 64).double()
+        eg = integrad.ExpectedGradients(lambda t: t.tanh().flatten(1).sum(1))
+        eg.attribute(x, refs, n_samples=2, stdevs=0.1, max_memory=16 << 20)
+        """,
+        "eg.attribute(x, refs, n_samples=1000, stdevs=0.1, max_memory=16 << 20)",
+    )
+    assert growth < 16 + 64  # the budget plus a constant; all at once it is > 1000

@@ -12,6 +12,7 @@ from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
 from .expected_gradients import ExpectedGradients
 from .explanation import Explanation
+from .gradient_shap import GradientShap
 from .gradients import InputXGradient, Saliency
 from .guided import GuidedIntegratedGradients, explain_guided
 from .integrated_gradients import IntegratedGradients, explain
@@ -25,6 +26,7 @@ __all__ = [
     "CompletenessWarning",
     "ExpectedGradients",
     "Explanation",
+    "GradientShap",
     "GuidedIntegratedGradients",
     "InputXGradient",
     "IntegratedGradients",

@@ -2,17 +2,22 @@
 
 SmoothGrad (Smilkov et al., 2017) is ``NoiseTunnel(Saliency(model))``; with
 ``IntegratedGradients`` it is SmoothGrad-IG. Noise is drawn from a ``torch.Generator``
-only, and samples are processed ``nt_samples_batch_size`` at a time and combined
-with running sums, so memory does not grow with ``nt_samples``.
+only, one draw per sample (every example at once) so that grouping never changes it.
+Samples go to the wrapped method in groups sized from the inputs and ``max_memory``
+(forwarded to the wrapped method when it takes it) and are combined with running
+moments, so memory does not grow with ``nt_samples``; ``nt_samples_batch_size``
+caps a group and changes nothing else.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
+from ._engine import DEFAULT_MAX_MEMORY
 from ._inputs import (
     TensorOrTuple,
     as_inputs,
@@ -20,10 +25,16 @@ from ._inputs import (
     repeat_per_example,
     same_form,
 )
+from ._sampling import check_stdevs
 
 __all__ = ["NT_TYPES", "NoiseTunnel"]
 
 NT_TYPES: tuple[str, ...] = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+_GROUP_SHARE = 16
+"""A group's noisy inputs take at most this fraction of ``max_memory``: the wrapped
+method holds a few more row-sized tensors per noisy row (its baselines, differences,
+attributions) besides its own chunk, which it bounds itself."""
 
 
 class _Method(Protocol):
@@ -36,7 +47,9 @@ class NoiseTunnel:
     ``nt_type``: ``"smoothgrad"`` (mean attribution), ``"smoothgrad_sq"`` (mean of
     squares) or ``"vargrad"`` (variance). ``stdevs`` is the noise's standard deviation,
     one number or one per input; with ``relative=True`` it is a fraction of each
-    example's value range instead of an absolute level.
+    example's value range instead of an absolute level. With
+    ``draw_baseline_from_distrib=True`` the ``baselines`` keyword is a distribution
+    (a tensor ``(K, *features)`` per input) and every noisy sample draws its own.
 
     >>> import torch, integrad
     >>> model = torch.nn.Linear(3, 2)
@@ -52,6 +65,19 @@ class NoiseTunnel:
                 f"integrad.Saliency(model); got {type(attribution_method).__name__}"
             )
         self.attribution_method = attribution_method
+        self.forward_func = getattr(attribution_method, "forward_func", None)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        """As Captum: whatever the wrapped method says (False if it says nothing)."""
+        return bool(getattr(self.attribution_method, "multiplies_by_inputs", False))
+
+    def has_convergence_delta(self) -> bool:
+        has = getattr(self.attribution_method, "has_convergence_delta", None)
+        return bool(has()) if callable(has) else False
+
+    def attribute_future(self) -> Callable[..., Any]:
+        raise NotImplementedError("attribute_future is not implemented for NoiseTunnel")
 
     def attribute(
         self,
@@ -60,6 +86,8 @@ class NoiseTunnel:
         nt_samples: int = 5,
         nt_samples_batch_size: int | None = None,
         stdevs: float | tuple[float, ...] = 1.0,
+        draw_baseline_from_distrib: bool = False,
+        *,
         generator: torch.Generator | None = None,
         relative: bool = False,
         **kwargs: Any,
@@ -68,8 +96,9 @@ class NoiseTunnel:
 
         Other keyword arguments go to the wrapped method's ``attribute``; per-example
         ``target``, ``baselines`` and ``additional_forward_args`` are repeated for each
-        noisy copy. With ``return_convergence_delta=True`` the deltas of every sample
-        come back too, shape ``(batch * nt_samples,)``, example-major.
+        noisy copy. ``generator`` defaults to one seeded 0, so calls repeat. With
+        ``return_convergence_delta=True`` the deltas of every sample come back too,
+        shape ``(batch * nt_samples,)``, example-major.
         """
         xs, was_tuple = as_inputs(inputs)
         if nt_type not in NT_TYPES:
@@ -77,34 +106,60 @@ class NoiseTunnel:
         check_positive_int(nt_samples, "nt_samples")
         if nt_samples_batch_size is not None:
             check_positive_int(nt_samples_batch_size, "nt_samples_batch_size")
-        sigmas = _stdevs(stdevs, len(xs))
+        if not isinstance(draw_baseline_from_distrib, bool):
+            raise TypeError(
+                "draw_baseline_from_distrib must be a bool, got "
+                f"{type(draw_baseline_from_distrib).__name__}"
+            )
+        sigmas = check_stdevs(stdevs, len(xs))
         batch = int(xs[0].shape[0])
         gen = generator if generator is not None else torch.Generator(xs[0].device).manual_seed(0)
         scales = tuple(
-            _row_ranges(x) * s if relative else torch.full_like(x[:, :1].flatten(1), s)
+            (_row_ranges(x) * s if relative else torch.full((batch,), s, dtype=x.dtype)).to(
+                x.device
+            )
             for x, s in zip(xs, sigmas, strict=True)
         )
         want_delta = bool(kwargs.get("return_convergence_delta", False))
-        group = nt_samples_batch_size or nt_samples
-        stats: list[_Moments] | None = None
+        if want_delta and not self.has_convergence_delta():
+            raise ValueError(
+                f"return_convergence_delta=True but {type(self.attribution_method).__name__} "
+                "has no convergence delta"
+            )
+        kwargs = dict(kwargs)
+        distributions = None
+        if draw_baseline_from_distrib:
+            if kwargs.get("baselines") is None:
+                raise ValueError(
+                    "draw_baseline_from_distrib=True needs baselines=: a distribution of "
+                    "baselines, a tensor (K, *features) per input"
+                )
+            distributions = _distributions(kwargs.pop("baselines"), xs, was_tuple)
+        budget = kwargs.get("max_memory") or DEFAULT_MAX_MEMORY
+        if "max_memory" in kwargs and not _accepts(self.attribution_method, "max_memory"):
+            kwargs.pop("max_memory")
+        group = _samples_per_group(xs, int(budget))
+        if nt_samples_batch_size is not None:
+            group = min(group, nt_samples_batch_size)
+        stats: list[_Moments] = []
         deltas = []
         for start in range(0, nt_samples, group):
             k = min(group, nt_samples - start)
-            noisy = tuple(_noisy(x, scale, k, gen) for x, scale in zip(xs, scales, strict=True))
-            result = self.attribution_method.attribute(
-                same_form(noisy, was_tuple), **_repeat_kwargs(kwargs, batch, k)
-            )
+            noisy, drawn = _draw(xs, scales, distributions, k, gen)
+            call = _repeat_kwargs(kwargs, batch, k)
+            if drawn is not None:
+                call["baselines"] = drawn if was_tuple else drawn[0]
+            result = self.attribution_method.attribute(same_form(noisy, was_tuple), **call)
             if want_delta:
                 result, delta = result
                 deltas.append(delta.reshape(batch, k))
             parts = result if isinstance(result, tuple) else (result,)
-            grouped = [a.reshape(batch, k, *a.shape[1:]) for a in parts]
-            if stats is None:
-                stats = [_Moments.of(a) for a in grouped]
+            grouped = [_Moments.of(a.reshape(batch, k, *a.shape[1:])) for a in parts]
+            if not stats:
+                stats = grouped
             else:
-                for m, a in zip(stats, grouped, strict=True):
-                    m.merge(_Moments.of(a))
-        assert stats is not None  # nt_samples >= 1
+                for m, g in zip(stats, grouped, strict=True):
+                    m.merge(g)
         if nt_type == "smoothgrad":
             out = tuple(m.mean for m in stats)
         elif nt_type == "smoothgrad_sq":
@@ -137,29 +192,97 @@ class _Moments:
         self.n = n
 
 
-def _stdevs(stdevs: object, n_inputs: int) -> tuple[float, ...]:
-    values = stdevs if isinstance(stdevs, tuple) else (stdevs,) * n_inputs
-    if len(values) != n_inputs:
-        raise ValueError(f"stdevs has {len(values)} entries but there are {n_inputs} inputs")
-    out = []
-    for s in values:
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
-            raise ValueError(f"stdevs must be finite numbers >= 0, got {stdevs!r}")
-        out.append(float(s))
+def _row_ranges(x: torch.Tensor) -> torch.Tensor:
+    flat = x.reshape(x.shape[0], -1)
+    return flat.amax(dim=1) - flat.amin(dim=1)
+
+
+def _accepts(method: object, name: str) -> bool:
+    try:
+        params = inspect.signature(method.attribute).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _samples_per_group(xs: tuple[torch.Tensor, ...], budget: int) -> int:
+    batch_bytes = sum(x.nbytes for x in xs)
+    return max(1, budget // (_GROUP_SHARE * max(batch_bytes, 1)))
+
+
+def _distributions(
+    baselines: object, xs: tuple[torch.Tensor, ...], was_tuple: bool
+) -> tuple[torch.Tensor | float, ...]:
+    """Captum's forms for a baselines distribution: per input a tensor (K, *features)
+    to draw from, or a number used as it is."""
+    items = baselines if isinstance(baselines, tuple) else (baselines,)
+    if len(items) != len(xs):
+        raise ValueError(f"baselines has {len(items)} entries but inputs has {len(xs)} tensors")
+    out: list[torch.Tensor | float] = []
+    for i, (b, x) in enumerate(zip(items, xs, strict=True)):
+        where = f"baselines[{i}]" if was_tuple else "baselines"
+        if isinstance(b, (int, float)) and not isinstance(b, bool):
+            out.append(float(b))
+        elif (
+            isinstance(b, torch.Tensor)
+            and b.dim() == x.dim()
+            and b.shape[1:] == x.shape[1:]
+            and b.shape[0] >= 1
+        ):
+            out.append(b.detach().to(device=x.device, dtype=x.dtype))
+        else:
+            got = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
+            raise ValueError(
+                f"{where} must be a distribution of baselines for draw_baseline_from_distrib: "
+                f"a tensor (K, *{tuple(x.shape[1:])}) or a number; got {got}"
+            )
     return tuple(out)
 
 
-def _row_ranges(x: torch.Tensor) -> torch.Tensor:
-    flat = x.reshape(x.shape[0], -1)
-    return (flat.amax(dim=1) - flat.amin(dim=1)).unsqueeze(1)
+def _draw(
+    xs: tuple[torch.Tensor, ...],
+    scales: tuple[torch.Tensor, ...],
+    distributions: tuple[torch.Tensor | float, ...] | None,
+    k: int,
+    gen: torch.Generator,
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor | float, ...] | None]:
+    """``k`` samples: noisy copies (and drawn baselines) of every example, example-major.
 
-
-def _noisy(x: torch.Tensor, scale: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """``k`` noisy copies of every example, example-major: shape ``(batch * k, ...)``."""
-    copies = x.repeat_interleave(k, dim=0)
-    noise = torch.randn(copies.shape, generator=gen, device=x.device, dtype=x.dtype)
-    per_copy = scale.repeat_interleave(k, dim=0).view(-1, *([1] * (x.dim() - 1)))
-    return copies + noise * per_copy
+    Each sample draws its noise for every input, then a baseline index per
+    distribution, so a sample's draws do not depend on how samples are grouped.
+    """
+    batch = int(xs[0].shape[0])
+    noise: list[list[torch.Tensor]] = [[] for _ in xs]
+    picks: list[list[torch.Tensor]] = [[] for _ in distributions or ()]
+    active = [bool((scale > 0).any()) for scale in scales]
+    for _ in range(k):
+        for i, x in enumerate(xs):
+            if active[i]:
+                noise[i].append(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
+        for i, d in enumerate(distributions or ()):
+            if isinstance(d, torch.Tensor):
+                picks[i].append(
+                    torch.randint(int(d.shape[0]), (batch,), generator=gen, device=gen.device)
+                )
+    noisy = []
+    for x, scale, drawn in zip(xs, scales, noise, strict=True):
+        copies = x.repeat_interleave(k, dim=0)
+        if drawn:
+            per_row = scale.repeat_interleave(k).view(-1, *([1] * (x.dim() - 1)))
+            # (k, batch, ...) -> example-major rows (batch * k, ...)
+            stacked = torch.stack(drawn).transpose(0, 1).reshape(copies.shape)
+            copies = copies + stacked * per_row
+        noisy.append(copies)
+    if distributions is None:
+        return tuple(noisy), None
+    drawn_baselines: list[torch.Tensor | float] = []
+    for d, p in zip(distributions, picks, strict=True):
+        if isinstance(d, torch.Tensor):
+            index = torch.stack(p).transpose(0, 1).reshape(-1).to(d.device)
+            drawn_baselines.append(d.index_select(0, index))
+        else:
+            drawn_baselines.append(d)
+    return tuple(noisy), tuple(drawn_baselines)
 
 
 def _repeat_kwargs(kwargs: dict[str, Any], batch: int, k: int) -> dict[str, Any]:
