@@ -162,6 +162,7 @@ def single_input_cases() -> list[tuple[str, object, int]]:
         ("list", [0, 2, 1], 3),
         ("1-d tensor", torch.tensor([2, 0, 1]), 3),
         ("one-element tensor", torch.tensor([1]), 1),
+        ("one-element tensor, batch 3", torch.tensor([1]), 3),
     ]
 
 
