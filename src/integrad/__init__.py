@@ -7,7 +7,7 @@ torch.Size([2])
 """
 
 from . import baselines, images, quadrature, report, tables, text, timeseries, views
-from ._engine import CompletenessWarning
+from ._checks import CompletenessWarning
 from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
 from .expected_gradients import ExpectedGradients

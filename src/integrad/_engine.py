@@ -17,22 +17,17 @@ at which CPU forward+backward runs fastest (see ``bench/chunks.py``).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
-import re
-import sys
-import warnings
-import weakref
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import _memory
+from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, warn_if_training
 from ._inputs import ExtraArgs, Target, as_inputs, check_callable, not_a_tensor
+from ._memory import Accumulator, Heap, SavedBytes, counting
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import Rule
@@ -108,186 +103,6 @@ class PathGradients:
 
     sums: tuple[torch.Tensor, ...]
     outputs: torch.Tensor
-
-
-def completeness_delta(
-    attributions: tuple[torch.Tensor, ...], output: torch.Tensor, baseline_output: torch.Tensor
-) -> torch.Tensor:
-    """Captum's convergence delta per example: ``Σ attributions − (F(x) − F(x'))``."""
-    batch = int(output.shape[0])
-    total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
-    return total - (output - baseline_output)
-
-
-class CompletenessWarning(UserWarning):
-    """Some example's attributions miss ``F(x) - F(x')`` by more than 5%.
-
-    Raised (as a warning, once per call) by the quadrature methods: :func:`integrad.explain`,
-    ``IntegratedGradients``, ``LayerIntegratedGradients`` and ``NeuronIntegratedGradients``.
-    Silence it with ``warnings.filterwarnings("ignore", category=CompletenessWarning)``.
-    """
-
-
-COMPLETENESS_LIMIT = 0.05
-"""Relative completeness gap above which the quadrature methods warn (the IG paper's 5%)."""
-
-
-def warn_if_incomplete(
-    delta: torch.Tensor, output: torch.Tensor, baseline_output: torch.Tensor, n_steps: int
-) -> None:
-    """Warn with :class:`CompletenessWarning` if some example's gap exceeds 5% of its change.
-
-    Gaps within rounding of the outputs (64 ulps of their magnitude) never count, so an
-    example whose output does not change along the path does not warn for a zero-ish sum.
-    """
-    gap = delta.detach().abs().double()
-    change = (output - baseline_output).detach().abs().double()
-    scale = torch.maximum(output.detach().abs(), baseline_output.detach().abs()).double()
-    eps = torch.finfo(output.dtype).eps if output.is_floating_point() else 0.0
-    bad = gap > COMPLETENESS_LIMIT * change + 64 * eps * scale
-    if not bool(bad.any()):
-        return
-    relative = torch.where(bad, gap / change, torch.zeros_like(gap))
-    worst = int(torch.argmax(relative))
-    warnings.warn(
-        f"attributions miss completeness by more than {COMPLETENESS_LIMIT:.0%} for "
-        f"{int(bad.sum())} of {gap.numel()} example(s); worst is example {worst}: |delta| = "
-        f"{float(gap[worst]):.3g} against F(x) - F(x') = "
-        f"{float((output - baseline_output)[worst]):.3g} ({float(relative[worst]):.1%}). The path "
-        f"integral is not resolved with n_steps={n_steps}: use more steps, tolerance= to "
-        "integrate each example to an accuracy, or method='exact' for piecewise-linear models",
-        CompletenessWarning,
-        stacklevel=user_stacklevel(),
-    )
-
-
-def copies(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """Copies that an Explanation can own: it never shares storage with the caller's tensors."""
-    return tuple(t.detach().clone() for t in tensors)
-
-
-def _training_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Dropout/BatchNorm modules left in training mode, with their names."""
-    coupled = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
-    return [
-        (f"{name} ({type(m).__name__})" if name else type(m).__name__, m)
-        for name, m in model.named_modules()
-        if m.training and isinstance(m, coupled)
-    ]
-
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first caller outside integrad.
-
-    Call it in the function that warns. Entry points reach the warning through
-    different depths (``explain``, a class's ``attribute``, layer IG), so no fixed
-    number names the user's line for all of them.
-    """
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame = sys._getframe(1)
-    level = 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-        package + os.sep
-    ):
-        frame = frame.f_back
-        level += 1
-    return level
-
-
-def warn_if_training(forward_func: Callable[..., Any]) -> None:
-    model = owner(forward_func)
-    modules = [] if model is None else _training_modules(model)
-    if modules:
-        names = [name for name, _ in modules]
-        kinds = {isinstance(m, nn.modules.dropout._DropoutNd) for _, m in modules}
-        effects = []
-        if True in kinds:
-            effects.append("Dropout is random, so attributions change from call to call")
-        if False in kinds:
-            effects.append(
-                "train-mode BatchNorm normalises with the statistics of each chunk of path "
-                "points, so attributions depend on batching (its running statistics are "
-                "left as they were)"
-            )
-        warnings.warn(
-            f"the model is in training mode with {len(names)} such module(s) "
-            f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''}): "
-            f"{'; '.join(effects)}. Call model.eval() first unless this is intended.",
-            RuntimeWarning,
-            stacklevel=user_stacklevel(),
-        )
-
-
-class _SavedBytes:
-    """Counts the distinct activation storages autograd saves for backward."""
-
-    def __init__(self, batch_rows: int) -> None:
-        self.rows = batch_rows
-        self.storages: dict[int, int] = {}
-
-    def pack(self, t: torch.Tensor) -> torch.Tensor:
-        # Activations are computed from the points, so they (or the tensor they view)
-        # have a grad_fn; parameters, buffers and the points themselves do not.
-        root = t._base if t._base is not None else t
-        if root.grad_fn is not None and t.dim() > 0 and t.shape[0] == self.rows:
-            storage = t.untyped_storage()
-            self.storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    @staticmethod
-    def unpack(t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    @property
-    def total(self) -> int:
-        return sum(self.storages.values())
-
-
-class Accumulator:
-    """Per-example sums of ``weight × gradient``, kept in float64.
-
-    A float32 running sum over n path points loses about n ulps (measured: 1.3e-4 relative
-    at n = 20000 on a linear model); summing float64 products keeps the result within a
-    rounding of the exact sum at any n. (MPS has no float64: there the inputs' dtype.)
-    """
-
-    def __init__(self, like: tuple[torch.Tensor, ...]) -> None:
-        self.like = like
-        self.sums = tuple(
-            torch.zeros(x.shape, dtype=_wide(x), device=x.device) for x in like
-        )
-
-    def add(
-        self, rows: torch.Tensor, grads: tuple[torch.Tensor, ...], weights: torch.Tensor
-    ) -> None:
-        """Add ``Σ_p weights[p] · grads[p]`` to each example ``rows[p]`` of a chunk.
-
-        Where the chunk holds few examples per point (node-major chunks of a small batch),
-        one matrix product per input (examples × points by points × features) sums it in
-        the wide dtype, faster than a weighted ``index_add_`` of the widened gradients
-        (measured: 53 vs 123 ms for 512 points of 3×64×64). With many examples and few
-        features the mixing matrix would outgrow the gradients: then ``index_add_``.
-        """
-        points = int(rows.numel())
-        device = self.sums[0].device
-        rows = rows.to(device)
-        examples, inverse = torch.unique(rows, return_inverse=True)
-        w = weights.to(device, self.sums[0].dtype)
-        for acc, g in zip(self.sums, grads, strict=True):
-            flat = g.reshape(points, -1).to(acc.dtype)
-            if examples.numel() * points <= flat.numel():
-                mix = torch.zeros(int(examples.numel()), points, dtype=acc.dtype, device=device)
-                mix[inverse, torch.arange(points, device=device)] = w.to(acc.dtype)
-                acc.index_add_(0, examples, (mix @ flat).view(-1, *acc.shape[1:]))
-            else:
-                acc.index_add_(0, rows, (flat * w.to(acc.dtype).unsqueeze(1)).view(g.shape))
-
-    def result(self) -> tuple[torch.Tensor, ...]:
-        return tuple(s.to(x.dtype) for s, x in zip(self.sums, self.like, strict=True))
-
-
-def _wide(x: torch.Tensor) -> torch.dtype:
-    return x.dtype if x.device.type == "mps" or x.dtype == torch.float64 else torch.float64
 
 
 class Engine:
@@ -366,7 +181,7 @@ class Engine:
 
     def _measure(self) -> None:
         if self.bytes_per_point is None:
-            remembered = _remembered(self.problem)
+            remembered = _memory.remembered(self.problem)
             if remembered is None:
                 self._probe()
             else:
@@ -395,7 +210,7 @@ class Engine:
         and input shapes, and re-measured on the first real chunk of later calls.
         """
         rows = torch.arange(min(self.problem.batch, _PROBE_POINTS))
-        counter = _SavedBytes(int(rows.numel()))
+        counter = SavedBytes(int(rows.numel()))
         with torch.enable_grad(), kept_buffers(self.problem.owner):
             points = tuple(p.requires_grad_() for p in self.points(rows, torch.ones(rows.numel())))
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
@@ -403,11 +218,11 @@ class Engine:
             self._differentiable(self._select(out, rows))
         self._measured(counter, points)
 
-    def _measured(self, counter: _SavedBytes, points: tuple[torch.Tensor, ...]) -> None:
+    def _measured(self, counter: SavedBytes, points: tuple[torch.Tensor, ...]) -> None:
         # Points, their gradients and the saved activations live together.
         points_bytes = sum(p.nbytes for p in points)
         self.bytes_per_point = (counter.total + 2 * points_bytes) / counter.rows
-        _remember(self.problem, self.bytes_per_point)
+        _memory.remember(self.problem, self.bytes_per_point)
 
     # -- evaluation -------------------------------------------------------------------
 
@@ -431,8 +246,8 @@ class Engine:
         try:
             return self.problem.forward_func(*points, *self.problem.extra.at(rows))
         except RuntimeError as err:
-            if first and _SHAPE_ERROR.search(str(err)):
-                raise ValueError(_shape_hint(self.problem.inputs, points, err)) from err
+            if first and SHAPE_ERROR.search(str(err)):
+                raise ValueError(shape_hint(self.problem.inputs, points, err)) from err
             raise
 
     def _select(self, output: object, rows: torch.Tensor) -> torch.Tensor:
@@ -643,7 +458,7 @@ class Engine:
         """
         sums = Accumulator(self.problem.inputs)
         outputs = []
-        heap = _Heap()
+        heap = Heap()
         for part in self._chunks(total):
             r, alphas, w = part_of(part)
             if build is not None:
@@ -674,11 +489,11 @@ class Engine:
     def _gradient_chunk(
         self, rows: torch.Tensor, built: tuple[torch.Tensor, ...]
     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        counter = _SavedBytes(int(rows.numel()))
+        counter = SavedBytes(int(rows.numel()))
         with torch.enable_grad(), kept_buffers(self.problem.owner):
             # Detached leaves: autograd never reaches (or writes to) the caller's tensors.
             points = tuple(p.detach().requires_grad_() for p in built)
-            with _counting(counter if self._recount else None):
+            with counting(counter if self._recount else None):
                 out = self._forward(points, rows)
             selected = self._differentiable(self._select(out, rows))
             if self._recount:
@@ -706,136 +521,3 @@ class Engine:
                 "does not detach them or run under torch.no_grad()"
             )
         return selected
-
-
-_SHAPE_ERROR = re.compile(r"shape|size|dimension|channels|mat1|mat2|expected", re.IGNORECASE)
-
-
-def _shape_hint(
-    inputs: tuple[torch.Tensor, ...], points: tuple[torch.Tensor, ...], err: Exception
-) -> str:
-    """The message for a model that failed on the path points integrad built."""
-    given = ", ".join(str(tuple(x.shape)) for x in inputs)
-    passed = ", ".join(str(tuple(p.shape)) for p in points)
-    return (
-        f"forward_func raised on a chunk of path points of shape {passed}, built from inputs "
-        f"of shape {given}: {err}. Inputs are batch first: each row along dimension 0 is one "
-        "example with the feature shape the model expects. For a single example, add the "
-        "batch dimension with x.unsqueeze(0); check the number and shape of the features"
-    )
-
-
-@contextmanager
-def kept_buffers(model: nn.Module | None) -> Iterator[None]:
-    """Restore the buffers of ``model``'s training-mode modules after the block.
-
-    Train-mode BatchNorm updates ``running_mean``, ``running_var`` and
-    ``num_batches_tracked`` on every forward pass; an explanation must not. The block
-    must also hold the backward pass (autograd checks the saved buffers' versions).
-    """
-    saved = (
-        []
-        if model is None
-        else [
-            (b, b.detach().clone())
-            for m in model.modules()
-            if m.training
-            for b in m.buffers(recurse=False)
-        ]
-    )
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
-
-
-@contextmanager
-def _counting(counter: _SavedBytes | None) -> Iterator[None]:
-    if counter is None:
-        yield
-        return
-    with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
-        yield
-
-
-# Bytes per path point, remembered per model and input signature so that repeated calls
-# (a dataset explained batch by batch) skip the probe; weak keys never keep a model alive.
-_MEMORY: weakref.WeakKeyDictionary[Any, dict[Hashable, float]] = weakref.WeakKeyDictionary()
-
-
-def _memory_key(problem: PathProblem) -> tuple[Any, Hashable] | None:
-    func = problem.forward_func
-    owner, code = (
-        (func.__self__, func.__func__)
-        if hasattr(func, "__self__") and hasattr(func, "__func__")
-        else (func, None)
-    )
-    signature = (
-        code,
-        tuple((tuple(x.shape[1:]), x.dtype, x.device) for x in problem.inputs),
-        tuple(
-            (tuple(a.shape[1:]), a.dtype) if b else (type(a), getattr(a, "shape", None))
-            for a, b in zip(problem.extra.args, problem.extra.batched, strict=True)
-        ),
-    )
-    try:
-        weakref.ref(owner)
-        hash(signature)
-    except TypeError:
-        return None
-    return owner, signature
-
-
-def _remembered(problem: PathProblem) -> float | None:
-    key = _memory_key(problem)
-    return None if key is None else _MEMORY.get(key[0], {}).get(key[1])
-
-
-def _remember(problem: PathProblem, bytes_per_point: float) -> None:
-    key = _memory_key(problem)
-    if key is not None:
-        _MEMORY.setdefault(key[0], {})[key[1]] = bytes_per_point
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-        return trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def _resident_bytes() -> int:
-    with open("/proc/self/statm", "rb") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _Heap:
-    """Keeps the process from growing with the number of chunks.
-
-    Every chunk frees what the one before it allocated, but glibc's heap fragments
-    over hundreds of chunks and the resident size creeps up (measured: +70% after 4096
-    steps on a CNN). When it has grown by half a chunk since the first chunk, hand
-    the free pages back with ``malloc_trim``; that happens rarely, so costs nothing
-    measurable (trimming after every chunk costs 16% through page faults).
-    """
-
-    def __init__(self) -> None:
-        self.ceiling: int | None = None
-
-    def settle(self, chunk_bytes: int) -> None:
-        if _TRIM is None:
-            return
-        resident = _resident_bytes()
-        if self.ceiling is None:
-            self.ceiling = resident + chunk_bytes // 2
-        elif resident > self.ceiling:
-            _TRIM(0)

@@ -25,8 +25,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ._engine import Engine, PathProblem, _Heap, completeness_delta
+from ._checks import completeness_delta
+from ._engine import Engine, PathProblem
 from ._inputs import ExtraArgs, Target, broadcast_baseline
+from ._memory import Heap
 from .quadrature import Rule
 
 __all__ = [
@@ -284,7 +286,7 @@ def sample_attributions(
     totals = [torch.zeros_like(x) for x in xs]
     deltas: list[torch.Tensor] | None = [] if row_deltas else None
     group: int | None = None
-    heap = _Heap()  # one per call: each group's engine sees only its own chunk
+    heap = Heap()  # one per call: each group's engine sees only its own chunk
     start = 0
     while start < total_rows:
         size = min(total_rows - start, 4 if group is None else group)

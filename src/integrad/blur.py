@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from ._engine import Engine, PathProblem, completeness_delta, copies
+from ._checks import completeness_delta, copies
+from ._engine import Engine, PathProblem
 from ._inputs import (
     TargetType,
     TensorOrTuple,

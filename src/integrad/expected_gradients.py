@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from ._engine import Engine, PathProblem, completeness_delta
+from ._checks import completeness_delta
+from ._engine import Engine, PathProblem
 from ._inputs import (
     ExtraArgs,
     Target,

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ._engine import warn_if_training
+from ._checks import warn_if_training
 from ._inputs import (
     ExtraArgs,
     Target,

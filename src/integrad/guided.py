@@ -35,7 +35,8 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._engine import Engine, PathProblem, completeness_delta, copies
+from ._checks import completeness_delta, copies
+from ._engine import Engine, PathProblem
 from ._inputs import (
     TargetType,
     TensorOrTuple,

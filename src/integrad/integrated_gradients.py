@@ -9,7 +9,8 @@ import torch
 
 from . import baselines as _baselines
 from ._captum import GradientAttribution
-from ._engine import Engine, PathProblem, completeness_delta, copies, warn_if_incomplete
+from ._checks import completeness_delta, copies, warn_if_incomplete
+from ._engine import Engine, PathProblem
 from ._inputs import TargetType, TensorOrTuple, check_callable, check_flag, same_form
 from .exact import check_model, exact
 from .explanation import Explanation

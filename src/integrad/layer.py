@@ -42,14 +42,8 @@ import torch
 from torch import nn
 
 from ._captum import GradientAttribution, check_device_ids
-from ._engine import (
-    Engine,
-    PathProblem,
-    completeness_delta,
-    kept_buffers,
-    warn_if_incomplete,
-    warn_if_training,
-)
+from ._checks import completeness_delta, kept_buffers, warn_if_incomplete, warn_if_training
+from ._engine import Engine, PathProblem
 from ._hooks import call_scope, scoped
 from ._inputs import (
     ExtraArgs,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._captum import GradientAttribution, check_device_ids
-from ._engine import kept_buffers
+from ._checks import kept_buffers
 from ._hooks import call_scope, scoped
 from ._inputs import TensorOrTuple, check_callable, check_flag
 from ._modules import owner

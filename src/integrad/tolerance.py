@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._engine import Engine, user_stacklevel
+from ._checks import user_stacklevel
+from ._engine import Engine
 from ._inputs import check_positive_int, flat_rows
 from ._modules import KINKED, is_smooth_module, owner
 from .quadrature import METHODS, rule

@@ -1,0 +1,172 @@
+"""Checks around every model call: completeness, the caller's model state, warnings.
+
+The completeness delta and its guard (:class:`CompletenessWarning`), the training-mode
+warning and the restoring of train-mode buffers, the message for a model that fails on
+integrad's path points, and the stack level that points a warning at the user's line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._modules import owner
+
+
+def completeness_delta(
+    attributions: tuple[torch.Tensor, ...], output: torch.Tensor, baseline_output: torch.Tensor
+) -> torch.Tensor:
+    """Captum's convergence delta per example: ``Σ attributions − (F(x) − F(x'))``."""
+    batch = int(output.shape[0])
+    total = sum(a.reshape(batch, -1).sum(dim=1).to(output.dtype) for a in attributions)
+    return total - (output - baseline_output)
+
+
+class CompletenessWarning(UserWarning):
+    """Some example's attributions miss ``F(x) - F(x')`` by more than 5%.
+
+    Raised (as a warning, once per call) by the quadrature methods: :func:`integrad.explain`,
+    ``IntegratedGradients``, ``LayerIntegratedGradients`` and ``NeuronIntegratedGradients``.
+    Silence it with ``warnings.filterwarnings("ignore", category=CompletenessWarning)``.
+    """
+
+
+COMPLETENESS_LIMIT = 0.05
+"""Relative completeness gap above which the quadrature methods warn (the IG paper's 5%)."""
+
+
+def warn_if_incomplete(
+    delta: torch.Tensor, output: torch.Tensor, baseline_output: torch.Tensor, n_steps: int
+) -> None:
+    """Warn with :class:`CompletenessWarning` if some example's gap exceeds 5% of its change.
+
+    Gaps within rounding of the outputs (64 ulps of their magnitude) never count, so an
+    example whose output does not change along the path does not warn for a zero-ish sum.
+    """
+    gap = delta.detach().abs().double()
+    change = (output - baseline_output).detach().abs().double()
+    scale = torch.maximum(output.detach().abs(), baseline_output.detach().abs()).double()
+    eps = torch.finfo(output.dtype).eps if output.is_floating_point() else 0.0
+    bad = gap > COMPLETENESS_LIMIT * change + 64 * eps * scale
+    if not bool(bad.any()):
+        return
+    relative = torch.where(bad, gap / change, torch.zeros_like(gap))
+    worst = int(torch.argmax(relative))
+    warnings.warn(
+        f"attributions miss completeness by more than {COMPLETENESS_LIMIT:.0%} for "
+        f"{int(bad.sum())} of {gap.numel()} example(s); worst is example {worst}: |delta| = "
+        f"{float(gap[worst]):.3g} against F(x) - F(x') = "
+        f"{float((output - baseline_output)[worst]):.3g} ({float(relative[worst]):.1%}). The path "
+        f"integral is not resolved with n_steps={n_steps}: use more steps, tolerance= to "
+        "integrate each example to an accuracy, or method='exact' for piecewise-linear models",
+        CompletenessWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def copies(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Copies that an Explanation can own: it never shares storage with the caller's tensors."""
+    return tuple(t.detach().clone() for t in tensors)
+
+
+def _training_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Dropout/BatchNorm modules left in training mode, with their names."""
+    coupled = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+    return [
+        (f"{name} ({type(m).__name__})" if name else type(m).__name__, m)
+        for name, m in model.named_modules()
+        if m.training and isinstance(m, coupled)
+    ]
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside integrad.
+
+    Call it in the function that warns. Entry points reach the warning through
+    different depths (``explain``, a class's ``attribute``, layer IG), so no fixed
+    number names the user's line for all of them.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn_if_training(forward_func: Callable[..., Any]) -> None:
+    model = owner(forward_func)
+    modules = [] if model is None else _training_modules(model)
+    if modules:
+        names = [name for name, _ in modules]
+        kinds = {isinstance(m, nn.modules.dropout._DropoutNd) for _, m in modules}
+        effects = []
+        if True in kinds:
+            effects.append("Dropout is random, so attributions change from call to call")
+        if False in kinds:
+            effects.append(
+                "train-mode BatchNorm normalises with the statistics of each chunk of path "
+                "points, so attributions depend on batching (its running statistics are "
+                "left as they were)"
+            )
+        warnings.warn(
+            f"the model is in training mode with {len(names)} such module(s) "
+            f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''}): "
+            f"{'; '.join(effects)}. Call model.eval() first unless this is intended.",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+SHAPE_ERROR = re.compile(r"shape|size|dimension|channels|mat1|mat2|expected", re.IGNORECASE)
+
+
+def shape_hint(
+    inputs: tuple[torch.Tensor, ...], points: tuple[torch.Tensor, ...], err: Exception
+) -> str:
+    """The message for a model that failed on the path points integrad built."""
+    given = ", ".join(str(tuple(x.shape)) for x in inputs)
+    passed = ", ".join(str(tuple(p.shape)) for p in points)
+    return (
+        f"forward_func raised on a chunk of path points of shape {passed}, built from inputs "
+        f"of shape {given}: {err}. Inputs are batch first: each row along dimension 0 is one "
+        "example with the feature shape the model expects. For a single example, add the "
+        "batch dimension with x.unsqueeze(0); check the number and shape of the features"
+    )
+
+
+@contextmanager
+def kept_buffers(model: nn.Module | None) -> Iterator[None]:
+    """Restore the buffers of ``model``'s training-mode modules after the block.
+
+    Train-mode BatchNorm updates ``running_mean``, ``running_var`` and
+    ``num_batches_tracked`` on every forward pass; an explanation must not. The block
+    must also hold the backward pass (autograd checks the saved buffers' versions).
+    """
+    saved = (
+        []
+        if model is None
+        else [
+            (b, b.detach().clone())
+            for m in model.modules()
+            if m.training
+            for b in m.buffers(recurse=False)
+        ]
+    )
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
