@@ -160,3 +160,14 @@ class FailsOnCall(nn.Module):
         if self.calls == self.fail_at:
             raise RuntimeError("device lost")
         return self.inner(x)
+
+
+@pytest.fixture(scope="session")
+def digits_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The demo's digits CNN (trained once per session, ~15 s) with its test images and labels."""
+    pytest.importorskip("sklearn")
+    from integrad.demo import digits_data, train_digits_cnn
+
+    model = train_digits_cnn(seed=0)
+    _, _, x_test, y_test = digits_data(seed=0)
+    return model, x_test, y_test

@@ -2,16 +2,21 @@
 
 * :func:`infidelity`, :func:`sensitivity_max`: drop-ins for ``captum.metrics``, with
   generator-backed perturbations in :mod:`integrad.metrics.perturbations`.
+* :func:`deletion`, :func:`insertion`: perturbation curves and their areas.
 """
 
 from . import perturbations
+from .curves import PerturbationCurve, deletion, insertion
 from .infidelity import infidelity, infidelity_perturb_func_decorator
 from .sensitivity import default_perturb_func, sensitivity_max
 
 __all__ = [
+    "PerturbationCurve",
     "default_perturb_func",
+    "deletion",
     "infidelity",
     "infidelity_perturb_func_decorator",
+    "insertion",
     "perturbations",
     "sensitivity_max",
 ]
