@@ -192,3 +192,14 @@ def peak_growth_mib(setup: str, code: str) -> float:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
     )
     return float(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def digits_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The demo's digits CNN (trained once per session, ~15 s) with its test images and labels."""
+    pytest.importorskip("sklearn")
+    from integrad.demo import digits_data, train_digits_cnn
+
+    model = train_digits_cnn(seed=0)
+    _, _, x_test, y_test = digits_data(seed=0)
+    return model, x_test, y_test

@@ -6,7 +6,7 @@
 torch.Size([2])
 """
 
-from . import baselines, images, quadrature, report, tables, text, timeseries, views
+from . import baselines, images, metrics, quadrature, report, tables, text, timeseries, views
 from ._checks import CompletenessWarning
 from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
@@ -42,6 +42,7 @@ __all__ = [
     "explain_guided",
     "images",
     "load",
+    "metrics",
     "quadrature",
     "report",
     "tables",

@@ -1,0 +1,26 @@
+"""Is the explanation any good? Metrics that read attributions (they sit above the methods).
+
+* :func:`infidelity`, :func:`sensitivity_max`: drop-ins for ``captum.metrics``, with
+  generator-backed perturbations in :mod:`integrad.metrics.perturbations`.
+* :func:`deletion`, :func:`insertion`: perturbation curves and their areas.
+* :func:`randomization_check`: the model-parameter randomization sanity check.
+"""
+
+from . import perturbations
+from .curves import PerturbationCurve, deletion, insertion
+from .infidelity import infidelity, infidelity_perturb_func_decorator
+from .sanity import RandomizationCheck, randomization_check
+from .sensitivity import default_perturb_func, sensitivity_max
+
+__all__ = [
+    "PerturbationCurve",
+    "RandomizationCheck",
+    "default_perturb_func",
+    "deletion",
+    "infidelity",
+    "infidelity_perturb_func_decorator",
+    "insertion",
+    "perturbations",
+    "randomization_check",
+    "sensitivity_max",
+]
