@@ -19,6 +19,7 @@ from .io import load
 from .layer import LayerIntegratedGradients
 from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
+from .runs import Run, open_run, run
 
 __all__ = [
     "BlurIntegratedGradients",
@@ -31,6 +32,7 @@ __all__ = [
     "LayerIntegratedGradients",
     "NeuronIntegratedGradients",
     "NoiseTunnel",
+    "Run",
     "Saliency",
     "baselines",
     "check_completeness",
@@ -40,8 +42,10 @@ __all__ = [
     "explain_guided",
     "images",
     "load",
+    "open_run",
     "quadrature",
     "report",
+    "run",
     "tables",
     "text",
     "timeseries",
