@@ -132,7 +132,7 @@ class Run:
     def _shard(self, k: int) -> Explanation:
         name = self.store.shards[k].name
         if name not in self._cache:
-            self._cache[name] = self.store.load(name)
+            self._cache[name] = self.store.load(self.store.shards[k])
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(name)

@@ -272,6 +272,17 @@ class Store:
         self.shards.append(shard)
         return shard
 
-    def load(self, name: str) -> Explanation:
-        """Shard ``name``, read through the safe loader (its checks raise ``LoadError``)."""
-        return load(self._files(name)["safetensors"])
+    def load(self, shard: Shard) -> Explanation:
+        """``shard``'s Explanation, read through the safe loader, after checking its hashes.
+
+        A file that is not the one the journal recorded raises ``LoadError``.
+        """
+        paths = self._files(shard.name)
+        for suffix, path in paths.items():
+            if not path.exists() or _sha256(path) != shard.hashes.get(suffix):
+                raise LoadError(
+                    path,
+                    "the file is missing or differs from the one the run wrote (truncated or "
+                    "corrupted); run the same call again to redo its examples",
+                )
+        return load(paths["safetensors"])
