@@ -253,9 +253,7 @@ class Accumulator:
 
     def __init__(self, like: tuple[torch.Tensor, ...]) -> None:
         self.like = like
-        self.sums = tuple(
-            torch.zeros(x.shape, dtype=_wide(x), device=x.device) for x in like
-        )
+        self.sums = tuple(torch.zeros(x.shape, dtype=_wide(x), device=x.device) for x in like)
 
     def add(
         self, rows: torch.Tensor, grads: tuple[torch.Tensor, ...], weights: torch.Tensor

@@ -185,6 +185,7 @@ def run(
     batch_size: int = 32,
     seed: int = 0,
     progress: bool | None = None,
+    feature_names: list[str] | None = None,
     **explain_options: Any,
 ) -> Run:
     """Explain every example of ``data`` with ``explainer``, stored in the directory ``out``.
@@ -203,7 +204,8 @@ def run(
     them; another configuration, model or data is refused (``RunMismatchError``).
     ``batch_size`` (examples per explain call) may change between calls: random draws
     are seeded per example from ``seed`` and the example's id. ``progress``: a bar on a
-    terminal, plain lines otherwise; False for none. Ctrl-C stops after the current
+    terminal, plain lines otherwise; False for none. ``feature_names`` (tables) are kept
+    with every shard for :meth:`Run.global_importance` and the views. Ctrl-C stops after the current
     batch (raising :class:`RunInterrupted`).
     """
     if explainer not in EXPLAINERS:
@@ -225,6 +227,7 @@ def run(
         "explainer": explainer,
         "target": _target_spec(target),
         "seed": seed,
+        "feature_names": feature_names,
         "options": _canonical(explain_options, model),
     }
     manifest = {
@@ -260,6 +263,8 @@ def run(
             exp.extras["example_ids"] = torch.tensor(batch.ids, dtype=torch.long)
             if batch.labels is not None:
                 exp.extras["labels"] = batch.labels.cpu()
+            if feature_names is not None:
+                exp.extras.update(feature_names=list(feature_names), kind="table")
             store.append(exp, batch.ids, _rows(exp, batch, seconds))
             bar.advance(len(batch.ids))
             if stop():
