@@ -6,13 +6,14 @@ Layout::
     shards/00000000.*    one saved Explanation per explained batch (integrad.io: tensors + sidecar)
     journal.jsonl        one line per finished shard: its example ids, file hashes, summary rows
 
-A shard's files are written first (each atomically, see :mod:`integrad.io`), then its
-journal line is appended and flushed to disk: a shard counts only once its line is
-complete. A process killed at any instant therefore leaves at most a torn last line or
-shard files without a line; :meth:`Store.recover` drops both, and drops any listed shard
-whose files no longer match the hashes its line recorded (a truncated or corrupted
-file), so those examples are explained again. Appending one line keeps the cost of a
-shard constant however long the run is, where rewriting a manifest would grow with it.
+A shard's files are written first (each atomically: temporary file, fsync, rename; see
+:mod:`integrad.io`), then its journal line is appended: a shard counts only once its
+line is complete and its files match the hashes the line records. A process killed at
+any instant therefore leaves at most a torn last line or shard files without a line;
+:meth:`Store.recover` drops both, and drops any listed shard whose files no longer
+match the hashes its line recorded (a truncated or corrupted file), so those examples
+are explained again. Appending one line keeps the cost of a shard constant however long
+the run is, where rewriting a manifest would grow with it.
 
 Shards are read back with :func:`integrad.io.load`, which treats every file as untrusted.
 """
@@ -265,10 +266,11 @@ class Store:
         exp.save(self._files(name)["safetensors"])
         hashes = {s: _sha256(p) for s, p in self._files(name).items()}
         shard = Shard(name, ids, rows, hashes)
+        # No fsync here: a line lost with the page cache (power loss, not a killed
+        # process) only means its shard is redone, and a line that outlives its shard's
+        # data fails the hash check on resume. The shard files themselves are synced.
         with open(self.path / JOURNAL, "ab") as f:
             f.write(self._line(shard).encode())
-            f.flush()
-            os.fsync(f.fileno())
         self.shards.append(shard)
         return shard
 
