@@ -20,6 +20,7 @@ from .io import load
 from .layer import LayerIntegratedGradients
 from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
+from .runs import Run, open_run, run
 
 __all__ = [
     "BlurIntegratedGradients",
@@ -33,6 +34,7 @@ __all__ = [
     "LayerIntegratedGradients",
     "NeuronIntegratedGradients",
     "NoiseTunnel",
+    "Run",
     "Saliency",
     "baselines",
     "check_completeness",
@@ -43,8 +45,10 @@ __all__ = [
     "images",
     "load",
     "metrics",
+    "open_run",
     "quadrature",
     "report",
+    "run",
     "tables",
     "text",
     "timeseries",

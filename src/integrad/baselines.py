@@ -207,6 +207,7 @@ def _gauss_sum(first: int, last: int, sigma: float) -> float:
     if last - first < 1 << 17:
         d = torch.arange(first, last + 1, dtype=torch.float64)
         return float(torch.exp(-0.5 / (sigma * sigma) * d**2).sum())
+
     # Euler–Maclaurin; only reached for sigma > 3e4, where the next term is below 1e-20
     # of the kernel's total mass.
     def g(t: float) -> float:

@@ -1,0 +1,61 @@
+"""Throughput of integrad.run against a bare loop around explain, on the demo's digits CNN.
+
+``python bench/runs.py`` explains the same examples both ways (same batches, target =
+the model's top class) and prints examples/s and the store's overhead: writing each
+batch's shard, hashing it and journaling it, plus fingerprinting model and data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+
+import torch
+
+import integrad
+from integrad.demo import digits_cnn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--examples", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--n-steps", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")  # completeness warnings: the steps are deliberately few
+    torch.manual_seed(0)
+    model = digits_cnn().eval()
+    x = torch.rand(args.examples, 1, 8, 8)
+
+    def bare() -> None:
+        for start in range(0, args.examples, args.batch_size):
+            xb = x[start : start + args.batch_size]
+            with torch.no_grad():
+                target = model(xb).argmax(1)
+            integrad.explain(model, xb, target=target, n_steps=args.n_steps)
+
+    def stored() -> None:
+        with tempfile.TemporaryDirectory() as d:
+            integrad.run(
+                model, x, out=d, batch_size=args.batch_size, n_steps=args.n_steps, progress=False
+            )
+
+    best = {}
+    for name, job in (("bare loop", bare), ("integrad.run", stored)) * args.repeats:
+        started = time.perf_counter()
+        job()
+        seconds = time.perf_counter() - started
+        best[name] = min(best.get(name, float("inf")), seconds)
+    for name, seconds in best.items():
+        print(f"{name:>13}: {args.examples / seconds:8.1f} examples/s ({seconds:.2f} s)")
+    overhead = best["integrad.run"] / best["bare loop"] - 1
+    print(f"store overhead: {100 * overhead:+.1f}% (best of {args.repeats})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The ``integrad`` command: explain a whole dataset into a resumable run directory.
+
+::
+
+    integrad run --model mymodels:digits_cnn --data digits.npz --out runs/digits
+    integrad info runs/digits
+
+``--model MODULE:FACTORY`` imports ``MODULE`` with the current directory on ``sys.path``
+(as ``python -m`` does) and calls ``FACTORY()`` for the model. Running the same command
+again resumes a stopped run. Exit codes: 0 done, 1 failed, 2 usage error (including a
+resume with other settings), 130 interrupted (run the command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["main"]
+
+EXPLAINERS = {
+    "ig": "ig",
+    "layer-ig": "layer-ig",
+    "noise-tunnel": "noise-tunnel",
+    "expected-gradients": "expected-gradients",
+    "guided-ig": "guided-ig",
+    "blur-ig": "blur-ig",
+    "saliency": "saliency",
+}
+
+
+class UsageError(Exception):
+    """A command line that cannot work as written: exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .quadrature import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="integrad",
+        description="Explain every example of a dataset with Integrated Gradients and its "
+        "family, into a run directory that a stopped job resumes.",
+        epilog="Exit codes: 0 done, 1 failed, 2 usage error, 130 interrupted (resumable).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = commands.add_parser(
+        "run",
+        help="explain a dataset (resumes when DIR holds the same run)",
+        description="Explain every example of --data with --model; results go to --out. "
+        "Running the same command again skips finished examples.",
+    )
+    r.add_argument(
+        "--model",
+        required=True,
+        metavar="MODULE:FACTORY",
+        help="a function returning the torch model, imported with the current "
+        "directory on sys.path, e.g. mymodels:build",
+    )
+    r.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help=".npz (array x, optional labels y), .npy, .csv or .parquet (a row per "
+        "example), or a folder with one subfolder of images per class",
+    )
+    r.add_argument("--out", required=True, metavar="DIR", help="the run directory")
+    r.add_argument(
+        "--target",
+        default="pred",
+        metavar="pred|label|K",
+        help="the explained output: the model's top class (pred, default), the "
+        "data's label, or class K",
+    )
+    r.add_argument("--explainer", default="ig", choices=list(EXPLAINERS), help="default: ig")
+    r.add_argument(
+        "--rule",
+        default=None,
+        choices=[*METHODS, "exact"],
+        help="quadrature rule (Python's method=); exact: region by region, for ReLU networks",
+    )
+    steps = r.add_mutually_exclusive_group()
+    steps.add_argument("--n-steps", type=int, metavar="N", help="path points per example")
+    steps.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="T",
+        help="integrate each example until its estimated error is within T",
+    )
+    r.add_argument(
+        "--baselines",
+        default=None,
+        metavar="NAME",
+        help="zeros (default), uniform, gaussian, blur, max_entropy",
+    )
+    r.add_argument(
+        "--layer",
+        default=None,
+        metavar="DOTTED.NAME",
+        help="the layer of layer-ig, e.g. encoder.layer.0",
+    )
+    r.add_argument("--label", default=None, metavar="COLUMN", help="the label column of a table")
+    r.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        metavar="B",
+        help="examples per explain call (default 32; chunking inside is automatic)",
+    )
+    r.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
+    r.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    r.add_argument(
+        "--backend", default="local", choices=["local"], help="where to run: local (this process)"
+    )
+    r.add_argument("--no-progress", action="store_true", help="print no progress")
+    i = commands.add_parser(
+        "info",
+        help="what a run directory holds",
+        description="Print a run's configuration, progress and deltas.",
+    )
+    i.add_argument("dir", metavar="DIR")
+    return parser
+
+
+def _factory(spec: str) -> Any:
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise UsageError(f"--model {spec!r} must be MODULE:FACTORY, e.g. mymodels:build")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UsageError(f"--model {spec!r}: cannot import {module_name!r} ({e})") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise UsageError(f"--model {spec!r}: {module_name!r} has no function {name!r}")
+    return factory
+
+
+def _target(text: str) -> Any:
+    if text in ("pred", "label"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--target {text!r} must be pred, label or a class number") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runs import open_run, run
+    from .runs.files import read_data
+
+    model = _factory(args.model)()
+    if isinstance(model, tuple):
+        raise UsageError("--model returned (model, tokenizer): text data is not supported yet")
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"--model {args.model!r} returned a {type(model).__name__}, not a Module")
+    model = model.eval().to(args.device)
+    try:
+        data = read_data(args.data, label=args.label)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    options: dict[str, Any] = {}
+    for key, value in (
+        ("method", args.rule),
+        ("n_steps", args.n_steps),
+        ("tolerance", args.tolerance),
+        ("baselines", args.baselines),
+        ("layer", args.layer),
+    ):
+        if value is not None:
+            options[key] = value
+    finished = run(
+        model,
+        data.inputs,
+        out=args.out,
+        labels=data.labels,
+        explainer=EXPLAINERS[args.explainer],
+        target=_target(args.target),
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=False if args.no_progress else None,
+        feature_names=data.feature_names,
+        **options,
+    )
+    print(_info(open_run(finished.path)))
+    return 0
+
+
+def _info(run: Any) -> str:
+    c = run.config
+    lines = [
+        f"run {str(run.path)!r}: {run.done} of {len(run)} examples explained"
+        + ("" if run.complete else " (incomplete: run the same command to resume)"),
+        f"  explainer={c['explainer']} target={c['target']} seed={c['seed']} "
+        f"options={json.dumps(c['options'])}",
+    ]
+    if run.done:
+        frame = run.summary()
+        rel = frame["relative_delta"].astype(float)
+        lines.append(
+            f"  |delta| max {frame['delta'].abs().max():.3g}, relative delta median "
+            f"{rel.median():.3g} max {rel.max():.3g}; evals/example "
+            f"{frame['n_evals'].mean():.4g}; {frame['seconds'].sum():.3g} s of compute"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    from .runs import RunInterrupted, RunMismatchError, open_run
+
+    parser = _parser()
+    args = parser.parse_args(argv)  # exits with 2 on a usage error
+    try:
+        if args.command == "run":
+            return _run(args)
+        try:
+            print(_info(open_run(args.dir)))
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        return 0
+    except (UsageError, RunMismatchError) as e:
+        parser.exit(2, f"integrad: error: {e}\n")
+    except (RunInterrupted, KeyboardInterrupt) as e:
+        message = str(e) or "interrupted"
+        print(f"integrad: {message}; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as e:
+        print(f"integrad: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
