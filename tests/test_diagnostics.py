@@ -114,3 +114,14 @@ def test_check_completeness_names_bad_arguments() -> None:
         integrad.check_completeness(Cubes(), x3(), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="tolerance must be a non-negative finite number"):
         integrad.check_completeness(Cubes(), x3(), x3(), tolerance=-1.0)
+
+
+def test_convergence_tables_do_not_warn_about_the_coarse_rules_they_report():
+    import warnings
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    with warnings.catch_warnings():  # the smooth reference (64 nodes) is resolved
+
+        warnings.simplefilter("error", integrad.CompletenessWarning)
+        integrad.convergence(model, torch.rand(4, 3) * 4, steps=(1, 2), reference_steps=64)
