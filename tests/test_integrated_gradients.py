@@ -300,3 +300,27 @@ def test_no_completeness_warning_when_resolved_or_reported_elsewhere():
         integrad.explain(_kinked, x, n_steps=2000, method="riemann_middle")  # resolved
         integrad.explain(_kinked, x, n_steps=2, method="idgi")  # complete by construction
         integrad.explain(_kinked, x, tolerance=0.5, max_steps=16)  # tolerance mode reports
+
+
+def test_silencing_the_guard_also_skips_its_forward_passes():
+    calls = []
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        calls.append(int(x.shape[0]))
+        return _kinked(x)
+
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    ig = integrad.IntegratedGradients(model)
+    with pytest.warns(integrad.CompletenessWarning):
+        ig.attribute(x, n_steps=2, method="riemann_left", internal_batch_size=2)
+    guarded = len(calls)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=integrad.CompletenessWarning)
+        ig.attribute(x, n_steps=2, method="riemann_left", internal_batch_size=2)
+    assert len(calls) == guarded - 1  # the one forward pass of F(x) and F(x') is gone
+    calls.clear()
+    with warnings.catch_warnings():  # a narrower filter may let warnings through: still run
+        warnings.filterwarnings("ignore", message="attr", category=integrad.CompletenessWarning)
+        ig.attribute(x, n_steps=2, method="riemann_left", internal_batch_size=2)
+    assert len(calls) == guarded

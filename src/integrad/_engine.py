@@ -154,6 +154,7 @@ class Engine:
         """Forward-only evaluations per example so far."""
         self._recount = False
         self._called = False
+        self._kept = kept_buffers(problem.owner)
         self._flat_target: torch.Tensor | None = None
         self._target_tail: torch.Size | None = None
         self._diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
@@ -211,7 +212,7 @@ class Engine:
         """
         rows = torch.arange(min(self.problem.batch, _PROBE_POINTS))
         counter = SavedBytes(int(rows.numel()))
-        with torch.enable_grad(), kept_buffers(self.problem.owner):
+        with torch.enable_grad(), self._kept:
             points = tuple(p.requires_grad_() for p in self.points(rows, torch.ones(rows.numel())))
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 out = self._forward(points, rows)
@@ -323,9 +324,15 @@ class Engine:
         if weights is not None and int(weights.numel()) != m * quad.n:
             raise ValueError(f"weights has {weights.numel()} entries for {m * quad.n} points")
 
+        # Up to 2**16 nodes (1 MiB) are made once; larger rules chunk by chunk.
+        whole = quad.nodes(0, quad.n) if quad.n <= 1 << 16 else None
+
         def part_of(part: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             first, last = part.start // m, (part.stop - 1) // m + 1
-            alphas, rule_weights = quad.nodes(first, last)
+            if whole is None:
+                alphas, rule_weights = quad.nodes(first, last)
+            else:
+                alphas, rule_weights = whole[0][first:last], whole[1][first:last]
             index = torch.arange(part.start, part.stop)
             node = index // m - first
             chosen = rule_weights[node] if weights is None else weights[part]
@@ -359,7 +366,7 @@ class Engine:
         build: Callable[[slice], tuple[torch.Tensor, ...]],
     ) -> torch.Tensor:
         values = []
-        with torch.no_grad(), kept_buffers(self.problem.owner):
+        with torch.no_grad(), self._kept:
             for part in self._chunks(total):
                 r = rows_of(part)
                 out = self._forward(build(part), r)
@@ -397,7 +404,7 @@ class Engine:
             r = rows[part]
             if before is not None:
                 before()
-            with torch.no_grad(), kept_buffers(self.problem.owner):
+            with torch.no_grad(), self._kept:
                 out = self._forward(self.points(r, alphas[part]), r)
                 value = self._select(out, r).detach()
             self.forwards.index_add_(0, r, torch.ones_like(r))
@@ -490,7 +497,7 @@ class Engine:
         self, rows: torch.Tensor, built: tuple[torch.Tensor, ...]
     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         counter = SavedBytes(int(rows.numel()))
-        with torch.enable_grad(), kept_buffers(self.problem.owner):
+        with torch.enable_grad(), self._kept:
             # Detached leaves: autograd never reaches (or writes to) the caller's tensors.
             points = tuple(p.detach().requires_grad_() for p in built)
             with counting(counter if self._recount else None):

@@ -9,7 +9,7 @@ import torch
 
 from . import baselines as _baselines
 from ._captum import GradientAttribution
-from ._checks import completeness_delta, copies, warn_if_incomplete
+from ._checks import completeness_delta, completeness_silenced, copies, warn_if_incomplete
 from ._engine import Engine, PathProblem
 from ._inputs import TargetType, TensorOrTuple, check_callable, check_flag, same_form
 from .exact import check_model, exact
@@ -256,7 +256,8 @@ class IntegratedGradients(GradientAttribution):
             max_steps,
         )
         attributions = run.attributions(self.multiply_by_inputs)
-        delta = run.completeness()[2]  # also the completeness guard
         if return_convergence_delta:
-            return attributions, delta
+            return attributions, run.completeness()[2]
+        if run.guarded and not completeness_silenced():
+            run.completeness()  # F(x), F(x') for the completeness guard
         return attributions
