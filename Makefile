@@ -42,6 +42,8 @@ bench: $(VENV)/.test
 	$(PY) bench/exact.py
 	$(PY) bench/layer_minilm.py --threads 1
 	$(PY) bench/guided_blur.py
+	$(PY) bench/quadrature.py
+	$(PY) bench/runs.py
 
 clean:
 	rm -rf $(VENV) out
