@@ -3,17 +3,20 @@
 * :func:`infidelity`, :func:`sensitivity_max`: drop-ins for ``captum.metrics``, with
   generator-backed perturbations in :mod:`integrad.metrics.perturbations`.
 * :func:`deletion`, :func:`insertion`: perturbation curves and their areas.
+* :func:`pic`: Performance Information Curves (SIC/AIC), as PAIR saliency's.
 * :func:`randomization_check`: the model-parameter randomization sanity check.
 """
 
 from . import perturbations
 from .curves import PerturbationCurve, deletion, insertion
 from .infidelity import infidelity, infidelity_perturb_func_decorator
+from .pic import PicResult, pic, random_mask
 from .sanity import RandomizationCheck, randomization_check
 from .sensitivity import default_perturb_func, sensitivity_max
 
 __all__ = [
     "PerturbationCurve",
+    "PicResult",
     "RandomizationCheck",
     "default_perturb_func",
     "deletion",
@@ -21,6 +24,8 @@ __all__ = [
     "infidelity_perturb_func_decorator",
     "insertion",
     "perturbations",
+    "pic",
+    "random_mask",
     "randomization_check",
     "sensitivity_max",
 ]
