@@ -3,6 +3,7 @@
 * :func:`infidelity`, :func:`sensitivity_max`: drop-ins for ``captum.metrics``, with
   generator-backed perturbations in :mod:`integrad.metrics.perturbations`.
 * :func:`deletion`, :func:`insertion`: perturbation curves and their areas.
+* ``baselines="road"`` (:func:`road`): ROAD's noisy linear imputation for the curves.
 * :func:`pic`: Performance Information Curves (SIC/AIC), as PAIR saliency's.
 * :func:`randomization_check`: the model-parameter randomization sanity check.
 """
@@ -11,10 +12,12 @@ from . import perturbations
 from .curves import PerturbationCurve, deletion, insertion
 from .infidelity import infidelity, infidelity_perturb_func_decorator
 from .pic import PicResult, pic, random_mask
+from .road import NoisyLinearImputation, noisy_linear_impute, road
 from .sanity import RandomizationCheck, randomization_check
 from .sensitivity import default_perturb_func, sensitivity_max
 
 __all__ = [
+    "NoisyLinearImputation",
     "PerturbationCurve",
     "PicResult",
     "RandomizationCheck",
@@ -23,9 +26,11 @@ __all__ = [
     "infidelity",
     "infidelity_perturb_func_decorator",
     "insertion",
+    "noisy_linear_impute",
     "perturbations",
     "pic",
     "random_mask",
     "randomization_check",
+    "road",
     "sensitivity_max",
 ]

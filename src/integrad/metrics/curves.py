@@ -21,6 +21,7 @@ from .._engine import DEFAULT_MAX_MEMORY
 from .._inputs import TargetType, TensorOrTuple, as_inputs, check_callable, check_positive_int
 from ..baselines import resolve
 from ._common import as_tuple, check_matching, extra_args, target_output
+from .road import NoisyLinearImputation, noisy_linear_impute, road
 
 __all__ = ["PerturbationCurve", "deletion", "insertion"]
 
@@ -93,8 +94,9 @@ def deletion(
     or ``(batch, H, W)`` square patches of ``patch`` pixels (``patch=1``: pixels), all
     channels together; a unit's relevance is its summed (signed) attribution; ties keep
     the feature order. ``baselines`` is ``"zeros"``, ``"blur"``, ``"mean"`` (each
-    example's mean, per channel for images) or anything :mod:`integrad.baselines`
-    accepts. Step ``s`` of ``steps`` moves ``round(s · n_units / steps)`` units.
+    example's mean, per channel for images), ``"road"`` or :func:`~integrad.metrics.road`
+    (ROAD's noisy linear imputation of the removed pixels; images only), or anything
+    :mod:`integrad.baselines` accepts. Step ``s`` of ``steps`` moves ``round(s · n_units / steps)`` units.
     ``attributions`` may be an :class:`~integrad.Explanation`.
 
     >>> import torch, integrad
@@ -157,7 +159,8 @@ def _curve(
     xs, was_tuple = as_inputs(inputs)
     attrs = as_tuple(attributions, "attributions")
     check_matching(attrs, xs, "attributions")
-    refs = _baselines(baselines, xs, was_tuple)
+    imputation = _imputation(baselines)
+    refs = tuple(xs) if imputation is not None else _baselines(baselines, xs, was_tuple)
     maps = [_unit_map(x, patch) for x in xs]
     batch = xs[0].shape[0]
     offsets = [0]
@@ -185,6 +188,10 @@ def _curve(
     per_chunk = max(1, budget // (4 * row_bytes))
     pairs = [(b, s) for b in range(batch) for s in range(steps + 1)]
     curves = torch.empty(batch * (steps + 1), dtype=torch.float64)
+    if imputation is not None:
+        generator = imputation.generator or torch.Generator().manual_seed(0)
+        # One noise seed per (input, example, step): the draws do not depend on chunking.
+        seeds = torch.randint(0, 2**62, (len(xs), batch, steps + 1), generator=generator)
     with torch.no_grad():
         for start in range(0, len(pairs), per_chunk):
             chunk = pairs[start : start + per_chunk]
@@ -192,7 +199,9 @@ def _curve(
             moved = torch.tensor([counts[s] for _, s in chunk], device=xs[0].device)
             points = tuple(
                 _points(kind, x, ref, r, rows, moved)
-                for x, ref, r in zip(xs, refs, ranks, strict=True)
+                if imputation is None
+                else _imputed(kind, x, r, rows, moved, imputation.noise, seeds[i], chunk)
+                for i, (x, ref, r) in enumerate(zip(xs, refs, ranks, strict=True))
             )
             chunk_args = tuple(
                 a.index_select(0, rows.to(a.device))
@@ -223,6 +232,36 @@ def _points(
     if kind == "deletion":
         return torch.where(hit, base, original)
     return torch.where(hit, original, base)
+
+
+def _imputed(
+    kind: str,
+    x: torch.Tensor,
+    rank: torch.Tensor,
+    rows: torch.Tensor,
+    moved: torch.Tensor,
+    noise: float,
+    seeds: torch.Tensor,
+    chunk: list[tuple[int, int]],
+) -> torch.Tensor:
+    """The points with the removed features filled by ROAD's noisy linear imputation."""
+    if x.dim() not in (3, 4):
+        raise ValueError(
+            "baselines='road' needs image inputs of shape (batch, height, width) or (batch, "
+            f"channels, height, width); got shape {tuple(x.shape)}"
+        )
+    shape = (len(rows),) + (1,) * (x.dim() - 1)
+    hit = rank.index_select(0, rows).reshape((len(rows), *x.shape[1:])) < moved.reshape(shape)
+    removed = hit if kind == "deletion" else ~hit
+    original = x.index_select(0, rows)
+    height, width = x.shape[-2:]
+    planes = original.reshape(-1, height, width)
+    per_plane = planes.shape[0] // len(rows)
+    point_seeds = torch.tensor([int(seeds[b, s]) for b, s in chunk])
+    # Each channel of a point draws from its own seed, derived from the point's.
+    plane_seeds = (point_seeds[:, None] + torch.arange(per_plane)[None, :]).reshape(-1)
+    filled = noisy_linear_impute(planes, removed.reshape(planes.shape), noise, plane_seeds)
+    return filled.reshape(original.shape)
 
 
 def _rows_target(target: TargetType, batch: int, chunk: list[tuple[int, int]]) -> Any:
@@ -262,6 +301,12 @@ def _unit_map(x: torch.Tensor, patch: int | tuple[int, int] | None) -> torch.Ten
     cols = torch.arange(width) // size[1]
     grid = rows[:, None] * across + cols[None, :]
     return grid.expand(features) if x.dim() == 4 else grid
+
+
+def _imputation(baselines: object) -> NoisyLinearImputation | None:
+    if isinstance(baselines, str) and baselines == "road":
+        return road()
+    return baselines if isinstance(baselines, NoisyLinearImputation) else None
 
 
 def _baselines(
