@@ -18,6 +18,7 @@ from .guided import GuidedIntegratedGradients, explain_guided
 from .integrated_gradients import IntegratedGradients, explain
 from .io import load
 from .layer import LayerIntegratedGradients
+from .metrics.compare import compare
 from .neuron import NeuronIntegratedGradients
 from .noise_tunnel import NoiseTunnel
 from .runs import Run, open_run, run
@@ -38,6 +39,7 @@ __all__ = [
     "Saliency",
     "baselines",
     "check_completeness",
+    "compare",
     "convergence",
     "explain",
     "explain_blur",

@@ -5,10 +5,12 @@
 * :func:`deletion`, :func:`insertion`: perturbation curves and their areas.
 * ``baselines="road"`` (:func:`road`): ROAD's noisy linear imputation for the curves.
 * :func:`pic`: Performance Information Curves (SIC/AIC), as PAIR saliency's.
+* :func:`compare` (also ``integrad.compare``): several methods scored alike, one table.
 * :func:`randomization_check`: the model-parameter randomization sanity check.
 """
 
 from . import perturbations
+from .compare import Comparison, compare
 from .curves import PerturbationCurve, deletion, insertion
 from .infidelity import infidelity, infidelity_perturb_func_decorator
 from .pic import PicResult, pic, random_mask
@@ -17,10 +19,12 @@ from .sanity import RandomizationCheck, randomization_check
 from .sensitivity import default_perturb_func, sensitivity_max
 
 __all__ = [
+    "Comparison",
     "NoisyLinearImputation",
     "PerturbationCurve",
     "PicResult",
     "RandomizationCheck",
+    "compare",
     "default_perturb_func",
     "deletion",
     "infidelity",

@@ -96,7 +96,8 @@ def deletion(
     the feature order. ``baselines`` is ``"zeros"``, ``"blur"``, ``"mean"`` (each
     example's mean, per channel for images), ``"road"`` or :func:`~integrad.metrics.road`
     (ROAD's noisy linear imputation of the removed pixels; images only), or anything
-    :mod:`integrad.baselines` accepts. Step ``s`` of ``steps`` moves ``round(s · n_units / steps)`` units.
+    :mod:`integrad.baselines` accepts. Step ``s`` of ``steps`` moves
+    ``round(s · n_units / steps)`` units.
     ``attributions`` may be an :class:`~integrad.Explanation`.
 
     >>> import torch, integrad
