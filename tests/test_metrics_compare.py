@@ -25,6 +25,7 @@ def methods(model: nn.Module) -> dict[str, Any]:
     return {
         "IG": lambda x, target: integrad.explain(model, x, target=target),
         "IG again": lambda x, target: integrad.explain(model, x, target=target),
+        "IG from 0.5": lambda x, target: integrad.explain(model, x, target=target, baselines=0.5),
         "random": lambda x, target: torch.randn(x.shape, dtype=x.dtype, generator=noise),
         "negated IG": lambda x, target: -integrad.explain(model, x, target=target).attributions,
     }
@@ -34,14 +35,16 @@ def test_linear_model_table_is_exact_and_ranks_ig_first() -> None:
     model, x = linear_setup()
     result = integrad.compare(model, x, methods=methods(model), steps=6)
     table = result.table()
-    assert list(table.index) == ["IG", "IG again", "random", "negated IG"]
+    assert list(table.index) == ["IG", "IG again", "IG from 0.5", "random", "negated IG"]
     assert list(table.columns) == [
         "deletion", "insertion", "infidelity", "completeness delta",
         "evaluations per example", "seconds per example",
     ]  # fmt: skip
     exp = integrad.explain(model, x)
     # On a linear model IG from zeros is exact: removal on random subsets costs no infidelity.
+    # Each Explanation's features go to its own baselines: exact from 0.5 too.
     assert table.loc["IG", "infidelity"] < 1e-24
+    assert table.loc["IG from 0.5", "infidelity"] < 1e-24
     assert table.loc["random", "infidelity"] > 1e-3
     assert table.loc["IG", "completeness delta"] < 1e-12
     assert table.loc["IG", "evaluations per example"] == float(exp.n_evals.double().mean())

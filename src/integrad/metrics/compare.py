@@ -31,7 +31,8 @@ MetricFunc = Callable[..., torch.Tensor]
 
 METRICS = ("deletion", "insertion", "infidelity", "sensitivity")
 """Built-in metrics: deletion / insertion AUC (lower / higher is better), infidelity on
-random subsets (:func:`~integrad.metrics.perturbations.subset`, lower is better) and
+random subsets set to the baselines (the Explanation's own, else zeros;
+:func:`~integrad.metrics.perturbations.subset`, lower is better) and
 ``sensitivity_max`` (reruns the method; lower is better)."""
 
 
@@ -133,6 +134,8 @@ def compare(
             perturbations.subset(0.3, fresh()),
             x,
             a,
+            # An Explanation's features are removed to its own baselines.
+            baselines=a.baselines if isinstance(a, Explanation) else None,
             target=t,
             n_perturb_samples=n_perturb_samples,
         ),
