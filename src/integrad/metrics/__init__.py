@@ -7,11 +7,13 @@
 * :func:`pic`: Performance Information Curves (SIC/AIC), as PAIR saliency's.
 * :func:`compare` (also ``integrad.compare``): several methods scored alike, one table.
 * :func:`randomization_check`: the model-parameter randomization sanity check.
+* :func:`ground_truth_check`: attribution on known relevant features (synthetic tasks).
 """
 
 from . import perturbations
 from .compare import Comparison, compare
 from .curves import PerturbationCurve, deletion, insertion
+from .ground_truth import GroundTruthCheck, ground_truth_check, sensor_series
 from .infidelity import infidelity, infidelity_perturb_func_decorator
 from .pic import PicResult, pic, random_mask
 from .road import NoisyLinearImputation, noisy_linear_impute, road
@@ -20,6 +22,7 @@ from .sensitivity import default_perturb_func, sensitivity_max
 
 __all__ = [
     "Comparison",
+    "GroundTruthCheck",
     "NoisyLinearImputation",
     "PerturbationCurve",
     "PicResult",
@@ -27,6 +30,7 @@ __all__ = [
     "compare",
     "default_perturb_func",
     "deletion",
+    "ground_truth_check",
     "infidelity",
     "infidelity_perturb_func_decorator",
     "insertion",
@@ -37,4 +41,5 @@ __all__ = [
     "randomization_check",
     "road",
     "sensitivity_max",
+    "sensor_series",
 ]
