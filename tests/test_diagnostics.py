@@ -122,6 +122,5 @@ def test_convergence_tables_do_not_warn_about_the_coarse_rules_they_report():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     with warnings.catch_warnings():  # the smooth reference (64 nodes) is resolved
-
         warnings.simplefilter("error", integrad.CompletenessWarning)
         integrad.convergence(model, torch.rand(4, 3) * 4, steps=(1, 2), reference_steps=64)
