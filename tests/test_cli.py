@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,6 +43,18 @@ def images():
 
 def broken():
     return torch.nn.Linear(7, 2)
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "a", "mat",
+         "dog", "ran", "good", "bad", "##s"]
+
+def bert():
+    # A one-layer BERT with random weights and a tokenizer built offline: fast, no download.
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(WORDS), hidden_size=8, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(WORDS)})
+    return BertModel(config).eval(), tokenizer
 """
 
 X = np.random.default_rng(0).random((11, 4)).astype(np.float32)
@@ -227,13 +240,22 @@ def test_parquet_reads_or_names_pyarrow(workdir, capsys):
         (["--model", "no_such_module_xyz:build"], "cannot import 'no_such_module_xyz'"),
         (["--model", "{name}:nothing"], "has no function 'nothing'"),
         (["--data", "missing.npz"], "does not exist"),
-        (["--data", "data.txt"], "unknown format '.txt'"),
+        (["--data", "data.bin"], "unknown format '.bin'"),
+        (["--data", "data.txt"], "holds texts: --model must return (model, tokenizer)"),
+        (["--data", "data.jsonl", "--model", "{name}:bert"], 'line 1 needs {"text": "..."}'),
+        (
+            ["--data", "data.txt", "--model", "{name}:bert", "--explainer", "saliency"],
+            "--explainer saliency does not apply to texts",
+        ),
+        (["--data", "data.txt", "--model", "{name}:bert", "--baselines", "zeros"], "'zeros'"),
         (["--target", "top"], "--target 'top' must be pred, label or a class number"),
     ],
 )
 def test_usage_errors_exit_2(workdir, capsys, args, message):
     folder, name = workdir
     (folder / "data.txt").write_text("hello\n")
+    (folder / "data.bin").write_text("hello\n")
+    (folder / "data.jsonl").write_text('{"sentence": "the cat"}\n')
     base = {"--model": f"{name}:build", "--data": "data.npz", "--out": "out"}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value.format(name=name)
@@ -260,3 +282,36 @@ def test_a_failing_model_exits_1(workdir, capsys):
     )
     assert code == 1
     assert "integrad: failed:" in capsys.readouterr().err
+
+
+SENTENCES = ["the cat sat on a mat", "a dog ran", "good dogs", "the bad cat sat"]
+
+
+def test_a_text_file_equals_explain_text_at_the_word_embeddings(workdir):
+    folder, name = workdir
+    (folder / "s.txt").write_text("\n".join(SENTENCES[:2]) + "\n\n" + "\n".join(SENTENCES[2:]))
+    args = ["--data", "s.txt", "--out", "t", "--target", "1", "--n-steps", "64"]
+    args += ["--batch-size", "3"]
+    assert main(["run", "--model", f"{name}:bert", *args, "--no-progress"]) == 0
+    run = integrad.open_run(folder / "t")
+    assert len(run) == 4 and run.config["explainer"] == "layer-ig"
+    assert run.config["options"]["baselines"] == "function:token_baselines[pad]"
+    namespace: dict[str, Any] = {}
+    exec(MODEL, namespace)
+    model, tokenizer = namespace["bert"]()
+    want = integrad.text.explain_text(model, tokenizer, SENTENCES, target=1, n_steps=64)
+    mask = tokenizer(SENTENCES, padding=True, return_tensors="pt")["attention_mask"].bool()
+    for i, expected in enumerate(want):
+        per_token = run[i].attributions.sum(-1)[0][mask[i]]
+        torch.testing.assert_close(per_token, expected.scores, rtol=1e-4, atol=1e-6)
+        assert run[i].delta.item() == pytest.approx(expected.delta, abs=1e-5)
+
+
+def test_jsonl_labels_are_the_targets(workdir):
+    folder, name = workdir
+    lines = [f'{{"text": "{t}", "label": {i % 2}}}' for i, t in enumerate(SENTENCES)]
+    (folder / "s.jsonl").write_text("\n".join(lines) + "\n")
+    args = ["--data", "s.jsonl", "--out", "j", "--target", "label", "--n-steps", "8"]
+    assert main(["run", "--model", f"{name}:bert", *args, "--no-progress"]) == 0
+    frame = integrad.open_run(folder / "j").summary()
+    assert frame["target"].tolist() == [0, 1, 0, 1] == frame["label"].tolist()

@@ -71,6 +71,19 @@ def test_round_trip_is_exact_in_both_formats(tmp_path, suffix):
     assert_round_trip(exp, integrad.load(tmp_path / "run.json"))
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_save_flushes_each_file_unless_fsync_false(tmp_path, monkeypatch, suffix):
+    x = torch.randn(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exp = integrad.explain(smooth_mlp(), x, target=1, n_steps=4)
+    flushed: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(fd), real(fd))[1])
+    assert_round_trip(exp, integrad.load(io.save(exp, tmp_path / f"a{suffix}")))
+    assert len(flushed) == 2  # the tensor file and the sidecar
+    assert_round_trip(exp, integrad.load(io.save(exp, tmp_path / f"b{suffix}", fsync=False)))
+    assert len(flushed) == 2
+
+
 def test_tuple_inputs_and_odd_values_round_trip(tmp_path, two_inputs):
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(3, 5, dtype=torch.float64, generator=g), torch.randn(3, 2, 3, generator=g)

@@ -205,6 +205,19 @@ def test_every_data_form_gives_the_tensor_results(tmp_path, data):
     torch.testing.assert_close(_all(got), _all(want), rtol=1e-12, atol=1e-14)
 
 
+def test_a_data_file_path_gives_the_tensor_results_and_its_labels(tmp_path):
+    model = _linear()
+    np.savez(tmp_path / "data.npz", x=X.numpy(), y=Y.numpy())
+    run = integrad.run(model, str(tmp_path / "data.npz"), out=tmp_path / "p", target="label")
+    assert run.summary()["label"].tolist() == Y.tolist()
+    torch.testing.assert_close(_all(run), model.weight.detach()[Y] * X, rtol=1e-12, atol=1e-14)
+    (tmp_path / "s.txt").write_text("a sentence\n")
+    with pytest.raises(ValueError, match="they need the model's tokenizer"):
+        integrad.run(model, tmp_path / "s.txt", out=tmp_path / "q")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        integrad.run(model, tmp_path / "missing.npy", out=tmp_path / "r")
+
+
 def test_labels_from_a_dataset_serve_as_targets(tmp_path):
     model = _linear()
     run = integrad.run(

@@ -105,7 +105,8 @@ def _shard_files(out: Path) -> list[Path]:
     return sorted((out / SHARDS).glob("*.safetensors"))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "sidecar"])
+# "empty": what a power loss can leave of a file renamed before its data reached the disk.
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "sidecar", "empty"])
 def test_a_damaged_last_shard_is_detected_and_redone(tmp_path, damage):
     want = _run(tmp_path / "clean")
     out = tmp_path / "damaged"
@@ -119,6 +120,8 @@ def test_a_damaged_last_shard_is_detected_and_redone(tmp_path, damage):
         last.write_bytes(bytes(data))
     elif damage == "delete":
         last.unlink()
+    elif damage == "empty":
+        last.write_bytes(b"")
     else:
         sidecar = last.with_suffix(".json")
         sidecar.write_text(sidecar.read_text().replace('"delta"', '"delta" '))
@@ -170,3 +173,15 @@ def test_resume_skips_finished_examples(tmp_path):
     calls.clear()
     again = integrad.run(Counting(), X, out=out, n_steps=8, batch_size=4, progress=False)
     assert calls == [] and again.complete
+
+
+def test_only_the_manifest_is_flushed_however_many_shards(tmp_path, monkeypatch):
+    # Shards rely on the journal's hashes (above), not fsync: flushes per shard would
+    # dominate the store's cost on small batches.
+    flushed: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(fd), real(fd))[1])
+    for batch_size, out in ((10, "one"), (1, "ten")):
+        before = len(flushed)
+        integrad.run(_model(), X, out=tmp_path / out, batch_size=batch_size, progress=False)
+        assert len(flushed) - before == 2  # the manifest and its directory

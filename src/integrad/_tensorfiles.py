@@ -108,11 +108,14 @@ def parse_json(data: bytes, what: str) -> Any:
         raise Malformed(f"the {what} is not valid JSON ({e})") from None
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def write_atomic(path: Path, write: Callable[[IO[bytes]], Any], *, fsync: bool = True) -> None:
     """Write ``path`` through a temporary file beside it, so no reader sees half a file.
 
     The temporary file is created with mode 0o666, so the user's umask decides the
-    permissions, as for any file the user writes.
+    permissions, as for any file the user writes. ``fsync=False`` skips flushing it to
+    the disk before the rename: a killed process still leaves the whole file or none,
+    but a power loss may leave it empty or short, so only callers that check what they
+    read back (the run store, by hash) should pass it.
     """
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -120,26 +123,27 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
 
 
-def write(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Save ``tensors`` to ``path``: safetensors or npz by its suffix."""
+def write(path: Path, tensors: dict[str, torch.Tensor], *, fsync: bool = True) -> None:
+    """Save ``tensors`` to ``path``: safetensors or npz by its suffix (see :func:`write_atomic`)."""
     if path.suffix == ".safetensors":
         from safetensors.torch import save
 
         data = save(tensors, metadata={"format": "integrad.Explanation"})
-        write_atomic(path, lambda f: f.write(data))
+        write_atomic(path, lambda f: f.write(data), fsync=fsync)
     else:
         arrays = {
             name: (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
             for name, t in tensors.items()
         }
-        write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+        write_atomic(path, lambda f: np.savez(f, **arrays), fsync=fsync)  # type: ignore[arg-type]
 
 
 def read(path: Path, specs: dict[str, Spec], max_bytes: int) -> dict[str, torch.Tensor]:

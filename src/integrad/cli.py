@@ -6,7 +6,8 @@
     integrad info runs/digits
 
 ``--model MODULE:FACTORY`` imports ``MODULE`` with the current directory on ``sys.path``
-(as ``python -m`` does) and calls ``FACTORY()`` for the model. Running the same command
+(as ``python -m`` does) and calls ``FACTORY()`` for the model, or for ``(model,
+tokenizer)`` when ``--data`` holds texts (``.txt``, ``.jsonl``). Running the same command
 again resumes a stopped run. Exit codes: 0 done, 1 failed, 2 usage error (including a
 resume with other settings), 130 interrupted (run the command again to resume).
 """
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         metavar="PATH",
         help=".npz (array x, optional labels y), .npy, .csv or .parquet (a row per "
-        "example), or a folder with one subfolder of images per class",
+        "example), a folder with one subfolder of images per class, or texts: .txt (one "
+        'per line) or .jsonl ({"text": ..., "label": K}), explained with layer-ig at the '
+        "word embeddings of the model a (model, tokenizer) factory returns",
     )
     r.add_argument("--out", required=True, metavar="DIR", help="the run directory")
     r.add_argument(
@@ -96,13 +99,14 @@ def _parser() -> argparse.ArgumentParser:
         "--baselines",
         default=None,
         metavar="NAME",
-        help="zeros (default), uniform, gaussian, blur, max_entropy",
+        help="zeros (default), uniform, gaussian, blur, max_entropy; for texts the token "
+        "that replaces every word: pad (default), unk or mask",
     )
     r.add_argument(
         "--layer",
         default=None,
         metavar="DOTTED.NAME",
-        help="the layer of layer-ig, e.g. encoder.layer.0",
+        help="the layer of layer-ig, e.g. encoder.layer.0 (texts: the word embeddings)",
     )
     r.add_argument("--label", default=None, metavar="COLUMN", help="the label column of a table")
     r.add_argument(
@@ -152,20 +156,46 @@ def _target(text: str) -> Any:
         raise UsageError(f"--target {text!r} must be pred, label or a class number") from None
 
 
+def _texts(args: argparse.Namespace, model: Any, tokenizer: Any) -> tuple[Any, Any, Any]:
+    """Texts as a run of :class:`TextModel`: (model, inputs, labels); sets the options."""
+    from .runs.files import TextModel, encode, read_texts, token_baselines
+
+    if tokenizer is None:
+        raise UsageError(
+            f"--data {args.data!r} holds texts: --model must return (model, tokenizer)"
+        )
+    if args.explainer not in ("ig", "layer-ig"):
+        raise UsageError(
+            f"--explainer {args.explainer} does not apply to texts: they are explained "
+            "with layer-ig at the word embeddings"
+        )
+    texts, labels = read_texts(args.data)
+    wrapped = TextModel(model)
+    args.explainer = "layer-ig"
+    args.layer = args.layer or wrapped.embeddings_name()
+    args.baselines = token_baselines(tokenizer, args.baselines or "pad")
+    return wrapped, encode(texts, tokenizer), labels
+
+
 def _run(args: argparse.Namespace) -> int:
     from .runs import open_run, run
-    from .runs.files import read_data
+    from .runs.files import TEXT_SUFFIXES, read_data
 
-    model = _factory(args.model)()
-    if isinstance(model, tuple):
-        raise UsageError("--model returned (model, tokenizer): text data is not supported yet")
+    model, tokenizer = _factory(args.model)(), None
+    if isinstance(model, tuple) and len(model) == 2:
+        model, tokenizer = model
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"--model {args.model!r} returned a {type(model).__name__}, not a Module")
-    model = model.eval().to(args.device)
+    feature_names = None
     try:
-        data = read_data(args.data, label=args.label)
+        if str(args.data).lower().endswith(TEXT_SUFFIXES):
+            model, inputs, labels = _texts(args, model, tokenizer)
+        else:
+            data = read_data(args.data, label=args.label)
+            inputs, labels, feature_names = data.inputs, data.labels, data.feature_names
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
+    model = model.eval().to(args.device)
     options: dict[str, Any] = {}
     for key, value in (
         ("method", args.rule),
@@ -178,15 +208,15 @@ def _run(args: argparse.Namespace) -> int:
             options[key] = value
     finished = run(
         model,
-        data.inputs,
+        inputs,
         out=args.out,
-        labels=data.labels,
+        labels=labels,
         explainer=EXPLAINERS[args.explainer],
         target=_target(args.target),
         batch_size=args.batch_size,
         seed=args.seed,
         progress=False if args.no_progress else None,
-        feature_names=data.feature_names,
+        feature_names=feature_names,
         **options,
     )
     print(_info(open_run(finished.path)))

@@ -253,12 +253,15 @@ def _environment() -> dict[str, str]:
     }
 
 
-def save(explanation: Explanation, path: str | Path) -> Path:
+def save(explanation: Explanation, path: str | Path, *, fsync: bool = True) -> Path:
     """Write ``explanation`` to ``path`` (+ ``.json``); returns the tensor file's path.
 
     ``path`` ending in ``.safetensors`` or ``.npz`` picks the format; otherwise
     safetensors is used when installed, else npz. Tensors move to the CPU; dtypes and
-    values are kept exactly. Each file is replaced atomically, the tensors first.
+    values are kept exactly. Each file is replaced atomically, the tensors first, and
+    flushed to the disk before its rename unless ``fsync=False`` (then a power loss,
+    not a killed process, can leave a file empty or short: for callers that verify
+    what they read back, such as the run store's hashes).
     """
     if not dataclasses.is_dataclass(explanation) or isinstance(explanation, type):
         raise TypeError(f"explanation must be an Explanation, got {type(explanation).__name__}")
@@ -282,8 +285,8 @@ def save(explanation: Explanation, path: str | Path) -> Path:
             f"(MAX_SIDECAR_BYTES={MAX_SIDECAR_BYTES}): keep large values in tensors"
         )
     tensor_path.parent.mkdir(parents=True, exist_ok=True)
-    files.write(tensor_path, encode.tensors)
-    files.write_atomic(json_path, lambda f: f.write(text.encode()))
+    files.write(tensor_path, encode.tensors, fsync=fsync)
+    files.write_atomic(json_path, lambda f: f.write(text.encode()), fsync=fsync)
     return tensor_path
 
 

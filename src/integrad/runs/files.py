@@ -11,21 +11,42 @@ path                   examples
 ``table.parquet``      as CSV (needs pyarrow)
 ``folder/``            one image per file, one subfolder per class (as torchvision's
                        ImageFolder): float tensors (channels, height, width) in [0, 1]
+``sentences.txt``      one text per line (blank lines skipped), read by :func:`read_texts`
+``sentences.jsonl``    one object per line: ``{"text": ..., "label": K}`` (label optional)
 =====================  ====================================================================
+
+Texts need the model's tokenizer: :func:`encode` turns them into the two inputs
+``(input_ids, attention_mask)`` of :class:`TextModel`, which a run explains with layer
+IG at the word embeddings, against :func:`token_baselines` (as :mod:`integrad.text`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["IMAGE_SUFFIXES", "Loaded", "read_data"]
+from ..text import TOKEN_KINDS, _default_head
+from ..text import token_baselines as _token_baselines
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TEXT_SUFFIXES",
+    "Loaded",
+    "TextModel",
+    "encode",
+    "read_data",
+    "read_texts",
+    "token_baselines",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TEXT_SUFFIXES = (".txt", ".jsonl")
 
 
 @dataclass
@@ -111,10 +132,94 @@ def read_data(path: str | Path, *, label: str | None = None) -> Loaded:
         return Loaded(torch.from_numpy(np.load(path, allow_pickle=False)))
     if suffix in (".csv", ".parquet"):
         return _table(path, label)
+    if suffix in TEXT_SUFFIXES:
+        raise ValueError(
+            f"data {str(path)!r} holds texts: they need the model's tokenizer (read_texts, "
+            "and a factory that returns (model, tokenizer))"
+        )
     raise ValueError(
-        f"data {str(path)!r}: unknown format {suffix!r}; use .npz, .npy, .csv, .parquet or "
-        "a folder of images"
+        f"data {str(path)!r}: unknown format {suffix!r}; use .npz, .npy, .csv, .parquet, "
+        ".txt, .jsonl or a folder of images"
     )
+
+
+def read_texts(path: str | Path) -> tuple[list[str], torch.Tensor | None]:
+    """The texts in a ``.txt`` (one per line) or ``.jsonl`` file, and the JSONL's labels.
+
+    Labels are all or nothing: every line of a JSONL has an integer ``"label"``, or none.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data {str(path)!r} does not exist")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{path}: no texts (the file is empty)")
+    if path.suffix.lower() != ".jsonl":
+        return [line.strip() for line in lines], None
+    texts, labels = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{path}: line {number} is not JSON ({e})") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+            raise ValueError(f'{path}: line {number} needs {{"text": "..."}}, got {line[:80]!r}')
+        label = entry.get("label")
+        if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+            raise ValueError(f"{path}: line {number} has label={label!r}; labels are class numbers")
+        texts.append(entry["text"])
+        labels.append(label)
+    given = [label is not None for label in labels]
+    if any(given) and not all(given):
+        raise ValueError(f"{path}: line {given.index(False) + 1} has no label but others do")
+    return texts, torch.tensor(labels) if all(given) else None
+
+
+def encode(texts: list[str], tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` of ``texts``, padded to the longest (truncated to the
+    model's maximum length): the inputs of :class:`TextModel`, one row per text."""
+    enc = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+class TextModel(nn.Module):
+    """A HuggingFace model as ``(input_ids, attention_mask) -> outputs``.
+
+    The outputs are the model's logits when it has them, else its last hidden state
+    mean-pooled over the unmasked tokens (as :func:`integrad.text.explain_text`).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return _default_head(out, attention_mask)
+
+    def embeddings_name(self) -> str:
+        """The dotted name of the word-embedding layer (for layer IG)."""
+        embedding = self.model.get_input_embeddings()  # type: ignore[operator]
+        for name, module in self.named_modules():
+            if module is embedding:
+                return name
+        raise ValueError("the model's get_input_embeddings() is not one of its submodules")
+
+
+def token_baselines(tokenizer: Any, kind: str = "pad") -> Any:
+    """Baselines for :class:`TextModel`'s inputs: ordinary tokens replaced by ``kind``.
+
+    Special tokens and the attention mask are kept (see :func:`integrad.text.token_baselines`).
+    """
+    if kind not in TOKEN_KINDS:
+        raise ValueError(f"baselines={kind!r} for texts; choose one of {list(TOKEN_KINDS)}")
+
+    def baselines(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        ids, mask = inputs
+        return _token_baselines(ids, tokenizer, kind), mask
+
+    baselines.__qualname__ = f"token_baselines[{kind}]"  # what the run's configuration records
+    return baselines
 
 
 def describe(loaded: Loaded) -> dict[str, Any]:

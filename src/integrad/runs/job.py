@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import threading
 import time
@@ -154,6 +155,20 @@ def _rows(exp: Explanation, batch: Batch, seconds: float) -> dict[str, list[Any]
     }
 
 
+def _read_path(
+    path: str | os.PathLike[str], labels: Any, feature_names: list[str] | None
+) -> tuple[torch.Tensor, Any, list[str] | None]:
+    """The examples of a data file or image folder; its labels and names unless given."""
+    from .files import read_data
+
+    loaded = read_data(Path(path))
+    return (
+        loaded.inputs,
+        loaded.labels if labels is None else labels,
+        loaded.feature_names if feature_names is None else feature_names,
+    )
+
+
 @contextmanager
 def _stop_after_batch() -> Iterator[Callable[[], bool]]:
     """A first Ctrl-C asks the loop to stop after its batch; a second interrupts at once."""
@@ -191,9 +206,12 @@ def run(
     """Explain every example of ``data`` with ``explainer``, stored in the directory ``out``.
 
     ``data``: a tensor or numpy array (first axis = examples), a tuple of tensors for a
-    model with several inputs, a map-style Dataset, or a DataLoader (``shuffle=False``)
-    yielding inputs or ``(inputs, label)``. ``labels``: one int per example (overrides
-    the data's). ``explainer``: one of :data:`~integrad.runs.explainers.EXPLAINERS`;
+    model with several inputs, a map-style Dataset, a DataLoader (``shuffle=False``)
+    yielding inputs or ``(inputs, label)``, or the path of a file the command line reads
+    (``.npz``, ``.npy``, CSV or Parquet with every column a feature, an image folder; see
+    :mod:`integrad.runs.files`; texts need :func:`~integrad.runs.files.encode`).
+    ``labels``: one int per example (overrides the data's). ``explainer``: one of
+    :data:`~integrad.runs.explainers.EXPLAINERS`;
     ``explain_options`` go to it (``n_steps``, ``method`` — ``"exact"`` included —,
     ``tolerance``, ``baselines``, ``layer`` for layer IG as a module or dotted name,
     ``nt_samples`` and ``stdevs`` for the noise tunnel, ...). ``target``: an int,
@@ -222,6 +240,8 @@ def run(
     from .. import __version__
 
     model = _model_of(forward_func)
+    if isinstance(data, (str, os.PathLike)):
+        data, labels, feature_names = _read_path(data, labels, feature_names)
     source = source_of(data, labels)
     config = {
         "explainer": explainer,
