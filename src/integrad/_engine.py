@@ -310,11 +310,11 @@ class Engine:
         """The target output at the rule's nodes, node-major, forward passes only."""
         total, part_of = self._node_major(quad, rows, None)
 
-        def build(part: slice) -> tuple[torch.Tensor, ...]:
+        def chunk(part: slice) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
             r, alphas, _ = part_of(part)
-            return self.points(r, alphas)
+            return r, self.points(r, alphas)
 
-        return self._values(total, lambda part: part_of(part)[0], build)
+        return self._values(total, chunk)
 
     def _node_major(
         self, quad: Rule, rows: torch.Tensor | None, weights: torch.Tensor | None
@@ -350,26 +350,25 @@ class Engine:
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The target output at path points, forward passes only (no gradients)."""
         return self._values(
-            int(rows.numel()),
-            lambda part: rows[part],
-            lambda part: self.points(rows[part], alphas[part]),
+            int(rows.numel()), lambda part: (rows[part], self.points(rows[part], alphas[part]))
         )
 
     def outputs_at(self, rows: torch.Tensor, points: Points) -> torch.Tensor:
         """As :meth:`outputs`, at points the method chooses (see :meth:`gradients_at`)."""
-        return self._values(int(rows.numel()), lambda part: rows[part], self._builder(rows, points))
+        build = self._builder(rows, points)
+        return self._values(int(rows.numel()), lambda part: (rows[part], build(part)))
 
     def _values(
         self,
         total: int,
-        rows_of: Callable[[slice], torch.Tensor],
-        build: Callable[[slice], tuple[torch.Tensor, ...]],
+        chunk: Callable[[slice], tuple[torch.Tensor, tuple[torch.Tensor, ...]]],
     ) -> torch.Tensor:
+        """Forward passes over ``total`` points; ``chunk(part)`` gives their rows and points."""
         values = []
         with torch.no_grad(), self._kept:
             for part in self._chunks(total):
-                r = rows_of(part)
-                out = self._forward(build(part), r)
+                r, points = chunk(part)
+                out = self._forward(points, r)
                 values.append(self._select(out, r).detach())
                 self.forwards.index_add_(0, r, torch.ones_like(r))
         return torch.cat(values)
