@@ -20,7 +20,6 @@ from ._inputs import (
     TensorOrTuple,
     as_inputs,
     broadcast_baseline,
-    not_a_tensor,
 )
 
 __all__ = ["GradientAttribution", "check_device_ids", "convergence_delta"]
@@ -108,8 +107,8 @@ def convergence_delta(
     target_ = Target(target, batch)
     extra = ExtraArgs.of(additional_forward_args, batch)
     with torch.no_grad():
-        f_end = _per_example(forward_func(*ends, *extra.args), target_, batch)
-        f_start = _per_example(forward_func(*starts, *extra.args), target_, batch)
+        f_end = target_.select(forward_func(*ends, *extra.args), sum_rows=True)
+        f_start = target_.select(forward_func(*starts, *extra.args), sum_rows=True)
     total = torch.stack([a.detach().reshape(batch, -1).sum(1) for a in parts]).sum(0)
     return total - (f_end - f_start)
 
@@ -139,18 +138,3 @@ def _flat(attributions: object) -> list[torch.Tensor]:
     if not out:
         raise ValueError("attributions is empty; pass the tensors attribute returned")
     return out
-
-
-def _per_example(output: object, target: Target, batch: int) -> torch.Tensor:
-    if not isinstance(output, torch.Tensor):
-        raise ValueError(not_a_tensor(output))
-    if output.dim() == 0 or output.shape[0] != batch:
-        raise ValueError(
-            f"forward_func returned shape {tuple(output.shape)} for {batch} examples; its "
-            "first dimension must be the batch"
-        )
-    flat = output.reshape(batch, -1)
-    index = target.flat_index(output.shape[1:]) if target.per_example is not None else None
-    if index is None:
-        return flat.sum(1)
-    return flat.gather(1, index.to(output.device).unsqueeze(1)).squeeze(1)

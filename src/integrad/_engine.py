@@ -26,7 +26,7 @@ from torch import nn
 
 from . import _memory
 from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, warn_if_training
-from ._inputs import ExtraArgs, Target, as_inputs, check_callable, not_a_tensor
+from ._inputs import ExtraArgs, Target, as_inputs, check_callable, check_output
 from ._memory import Accumulator, Heap, SavedBytes, counting
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
@@ -253,13 +253,7 @@ class Engine:
 
     def _select(self, output: object, rows: torch.Tensor) -> torch.Tensor:
         n = int(rows.numel())
-        if not isinstance(output, torch.Tensor):
-            raise ValueError(not_a_tensor(output))
-        if output.dim() == 0 or output.shape[0] != n:
-            raise ValueError(
-                f"forward_func returned shape {tuple(output.shape)} for a batch of {n} path "
-                "points; its first dimension must be that batch"
-            )
+        output = check_output(output, n, "path points")
         tail = output.shape[1:]
         if self._target_tail != tail:
             self._flat_target = self.problem.target.flat_index(tail)

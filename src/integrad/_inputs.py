@@ -269,6 +269,33 @@ class Target:
             flat.append(position)
         return torch.tensor(flat, dtype=torch.long)
 
+    def select(self, output: object, sum_rows: bool = False) -> torch.Tensor:
+        """The target's value in each example's row of ``output``: shape ``(batch,)``.
+
+        With ``target=None`` a row must hold one value, unless ``sum_rows`` (Captum's
+        convergence delta sums each row then).
+        """
+        rows = check_output(output, self.batch, "examples")
+        flat = rows.reshape(self.batch, -1)
+        if self.per_example is None and sum_rows:
+            return flat.sum(1)
+        index = self.flat_index(rows.shape[1:])
+        if index is None:
+            return flat[:, 0]
+        return flat.gather(1, index.to(rows.device).unsqueeze(1)).squeeze(1)
+
+
+def check_output(output: object, n: int, what: str) -> torch.Tensor:
+    """``output`` if it is a tensor with ``n`` rows (``what``: the rows' name in errors)."""
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(not_a_tensor(output))
+    if output.dim() == 0 or output.shape[0] != n:
+        raise ValueError(
+            f"forward_func returned shape {tuple(output.shape)} for a batch of {n} {what}; "
+            "its first dimension must be that batch"
+        )
+    return output
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import torch
 
-from .._inputs import Target, TensorOrTuple, check_positive_int, not_a_tensor, repeat_per_example
+from .._inputs import Target, TensorOrTuple, check_positive_int, repeat_per_example
 from ..explanation import Explanation
 
 
@@ -87,20 +87,7 @@ def target_output(
     args: tuple[Any, ...],
 ) -> torch.Tensor:
     """``forward_func(*inputs, *args)`` at ``target``: one value per example, shape ``(n,)``."""
-    n = inputs[0].shape[0]
-    output = forward_func(*inputs, *args)
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(not_a_tensor(output))
-    if output.dim() == 0 or output.shape[0] != n:
-        raise ValueError(
-            f"forward_func returned shape {tuple(output.shape)} for {n} examples; its first "
-            "dimension must be the batch"
-        )
-    index = Target(target, n).flat_index(output.shape[1:])
-    flat = output.reshape(n, -1)
-    if index is None:
-        return flat[:, 0]
-    return flat.gather(1, index.to(output.device).unsqueeze(1)).squeeze(1)
+    return Target(target, int(inputs[0].shape[0])).select(forward_func(*inputs, *args))
 
 
 def repeated(value: Any, batch: int, k: int) -> Any:
