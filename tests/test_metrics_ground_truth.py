@@ -7,14 +7,12 @@ import torch
 from torch import nn
 
 import integrad
-from integrad.demo_views import _sensor_data, _series_model
+from integrad.demo_views import train_series_model
 from integrad.metrics import ground_truth_check, sensor_series
 
 
-def test_sensor_series_is_the_demos_task() -> None:
+def test_relevant_marks_exactly_the_features_the_target_reads() -> None:
     x, y, relevant = sensor_series(5, generator=torch.Generator().manual_seed(4))
-    demo_x, demo_y = _sensor_data(5, 48, torch.Generator().manual_seed(4))
-    assert torch.equal(x, demo_x) and torch.equal(y, demo_y)
     # y is linear in x with weights on the relevant features only.
     weights = torch.zeros(48, 3)
     weights[30:36, 0], weights[8:14, 1] = 1 / 6, -1 / 6
@@ -45,15 +43,7 @@ def test_ig_on_the_trained_demo_model_lands_on_the_relevant_features() -> None:
     (chance 12/144 = 0.083). Margins: half-way between IG's values and chance."""
     generator = torch.Generator().manual_seed(0)
     x, y, relevant = sensor_series(2048, generator=generator)
-    torch.manual_seed(0)
-    model = _series_model(48)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
-    for _ in range(300):
-        batch = torch.randint(0, len(y), (256,), generator=generator)
-        optimizer.zero_grad()
-        nn.functional.mse_loss(model(x[batch]), y[batch]).backward()
-        optimizer.step()
-    model.eval()
+    model = train_series_model(x, y, generator, seed=0)
     x_test, _, _ = sensor_series(64, generator=generator)
     ig = ground_truth_check(integrad.explain(model, x_test, n_steps=32), relevant)
     noise = torch.randn(x_test.shape, generator=torch.Generator().manual_seed(1))

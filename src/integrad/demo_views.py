@@ -164,14 +164,6 @@ def table_views(out: Path, seed: int = 0) -> Explanation:
     return exp
 
 
-def _sensor_data(n: int, steps: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Three smooth random sensors; the target reads sensor 0 late and sensor 1 early."""
-    noise = torch.randn(n, steps, 3, generator=generator)
-    x = torch.cumsum(noise, dim=1) / steps**0.5
-    y = x[:, 30:36, 0].mean(1) - x[:, 8:14, 1].mean(1)
-    return x, y
-
-
 def _series_model(steps: int) -> nn.Module:
     """A small MLP over the flattened (time, sensor) window."""
     return nn.Sequential(
@@ -179,12 +171,12 @@ def _series_model(steps: int) -> nn.Module:
     )
 
 
-def series_views(out: Path, seed: int = 0, steps: int = 48) -> Explanation:
-    """An MLP regressing a synthetic sensor series; per-step and feature × time views."""
-    generator = torch.Generator().manual_seed(seed)
-    x, y = _sensor_data(2048, steps, generator)
+def train_series_model(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, seed: int = 0
+) -> nn.Module:
+    """The demo's sensor-series MLP trained on ``(x, y)`` (300 AdamW steps), in eval mode."""
     torch.manual_seed(seed)
-    model = _series_model(steps)
+    model = _series_model(int(x.shape[1]))
     # Weight decay keeps the weights off the steps the target never reads.
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
     for _ in range(300):
@@ -192,8 +184,17 @@ def series_views(out: Path, seed: int = 0, steps: int = 48) -> Explanation:
         optimizer.zero_grad()
         nn.functional.mse_loss(model(x[batch]), y[batch]).backward()
         optimizer.step()
-    model.eval()
-    x_test, y_test = _sensor_data(256, steps, generator)
+    return model.eval()
+
+
+def series_views(out: Path, seed: int = 0, steps: int = 48) -> Explanation:
+    """An MLP regressing a synthetic sensor series; per-step and feature × time views."""
+    from .metrics import sensor_series
+
+    generator = torch.Generator().manual_seed(seed)
+    x, y, _ = sensor_series(2048, steps, generator)
+    model = train_series_model(x, y, generator, seed)
+    x_test, y_test, _ = sensor_series(256, steps, generator)
     with torch.no_grad():
         r2 = 1 - nn.functional.mse_loss(model(x_test), y_test) / y_test.var()
     print(f"sensor-series MLP: test R² {float(r2):.3f}")
