@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ._captum import GradientAttribution
 from ._checks import completeness_delta
 from ._engine import Engine, PathProblem
 from ._inputs import (
@@ -36,7 +37,7 @@ from .quadrature import check_method, rule
 __all__ = ["ExpectedGradients"]
 
 
-class ExpectedGradients:
+class ExpectedGradients(GradientAttribution):
     """Expected Gradients over a reference set (integrad's own; see also GradientShap).
 
     >>> import torch, integrad

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ._captum import GradientAttribution
 from ._checks import warn_if_training
 from ._inputs import (
     ExtraArgs,
@@ -48,7 +49,7 @@ __all__ = ["GradientShap"]
 Baselines = torch.Tensor | tuple[torch.Tensor, ...] | Callable[..., Any]
 
 
-class GradientShap:
+class GradientShap(GradientAttribution):
     """Captum's ``GradientShap``, memory-bounded.
 
     The delta, on request, is Captum's: one per drawn sample, shape
