@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from integrad import _png, demo
+from integrad import demo
+from integrad.views import _png
 
 
 def test_png_writers_round_trip_through_pillow(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import integrad
-from integrad import _png, images
+from integrad import images
+from integrad.views import _png
 
 POS = tuple(_png.POSITIVE.astype(int))
 NEG = tuple(_png.NEGATIVE.astype(int))

@@ -324,3 +324,68 @@ def test_silencing_the_guard_also_skips_its_forward_passes():
         warnings.filterwarnings("ignore", message="attr", category=integrad.CompletenessWarning)
         ig.attribute(x, n_steps=2, method="riemann_left", internal_batch_size=2)
     assert len(calls) == guarded
+
+
+# --- what the model predicted, carried for the views ------------------------------------------
+
+
+def _classifier() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "exact", "idgi", "tolerance"])
+def test_predictions_are_the_models_top_class_and_softmax(method):
+    model = _classifier().double()
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    options = {"tolerance": 1e-3} if method == "tolerance" else {"method": method}
+    if method == "exact":
+        model[1] = torch.nn.ReLU()
+    exp = integrad.explain(model, x, target=target, output_kind="logits", **options)
+    with torch.no_grad():
+        logits = model(x)
+    chances = logits.softmax(1)
+    assert torch.equal(exp.predicted, logits.argmax(1))
+    assert torch.allclose(exp.probability, chances[torch.arange(5), target], atol=1e-12)
+    assert torch.allclose(exp.predicted_probability, chances.max(1).values, atol=1e-12)
+    assert "predicted" in repr(exp) and "p(target)" in repr(exp)
+
+
+def test_probabilities_are_read_as_given_and_scores_get_no_probability():
+    model = torch.nn.Sequential(_classifier(), torch.nn.Softmax(1))
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    exp = integrad.explain(model, x, target=2, output_kind="probabilities", n_steps=8)
+    with torch.no_grad():
+        p = model(x)
+    assert torch.allclose(exp.probability.float(), p[:, 2])
+    assert torch.allclose(exp.predicted_probability.float(), p.max(1).values)
+    plain = integrad.explain(model, x, target=2, n_steps=8)  # scale not said: class only
+    assert torch.equal(plain.predicted, p.argmax(1)) and plain.probability is None
+
+
+@pytest.mark.parametrize("tail", [(), (1,), (2, 2)])
+def test_models_without_classes_have_no_prediction(tail):
+    # One output, a one-value column, or a grid per example: no row of classes.
+    def model(x):
+        return x.sum(1).reshape(-1, *[1] * len(tail)).expand(-1, *tail)
+
+    target = (1, 0) if tail == (2, 2) else None
+    exp = integrad.explain(model, torch.rand(3, 4), target=target, output_kind="logits")
+    assert exp.predicted is None and exp.probability is None
+    assert exp.output_kind == "logits"
+
+
+def test_guided_and_blur_carry_the_kind_and_predictions():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        top = model(x).argmax(1)
+    for exp in (
+        integrad.explain_guided(model, x, target=1, n_steps=16, kind="image", output_kind="logits"),
+        integrad.explain_blur(model, x, target=1, n_steps=16, kind="image", output_kind="logits"),
+    ):
+        assert exp.kind == "image" and torch.equal(exp.predicted, top)
+        assert exp.probability is not None
+    with pytest.raises(ValueError, match="kind='table' needs inputs with 2 dimensions"):
+        integrad.explain_guided(model, x, target=1, kind="table")

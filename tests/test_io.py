@@ -165,6 +165,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "io"
 sys.path.insert(0, str(FIXTURES))
 import v1_cases  # noqa: E402
 
+ADDED_IN_FORMAT_3 = ("output_kind", "predicted", "probability", "predicted_probability")
+
 
 @pytest.mark.parametrize("name", sorted(v1_cases.FILES))
 def test_files_of_format_1_load_as_the_explanation_they_hold(tmp_path, name):
@@ -178,7 +180,9 @@ def test_files_of_format_1_load_as_the_explanation_they_hold(tmp_path, name):
     computed = ("attributions", "delta", "output", "baseline_output", "error_estimate")
     for field in dataclasses.fields(fresh):
         a, b = getattr(fresh, field.name), getattr(back, field.name)
-        if field.name in computed and a is not None:
+        if field.name in ADDED_IN_FORMAT_3:  # a format-1 file cannot hold them
+            assert b is None
+        elif field.name in computed and a is not None:
             pairs = zip(*(v if isinstance(v, tuple) else (v,) for v in (a, b)), strict=True)
             assert type(a) is type(b)
             assert all(x.dtype == y.dtype and torch.allclose(x, y, **tight) for x, y in pairs)
@@ -418,7 +422,7 @@ def test_safetensors_headers_are_checked(tmp_path, entry, data, match):
         (lambda s: s.update(fields=[]), "'fields' is not a JSON object"),
         (lambda s: s.update(versions=[]), "'versions' is not an object"),
         (lambda s: s.update(format_version="2"), "format_version '2' is not a version number"),
-        (lambda s: s.update(format_version=3), "reads up to 2: upgrade integrad"),
+        (lambda s: s.update(format_version=4), "reads up to 3: upgrade integrad"),
         (lambda s: s.clear(), "does not describe a saved integrad Explanation"),
     ],
 )
@@ -585,3 +589,43 @@ def test_sidecars_with_values_swapped_raise_load_error_or_load_whole(tmp_path):
         sidecar_path.write_text(json.dumps(sidecar))
         load_or_refuse(path, [path, sidecar_path], tmp_path, outcomes)
     assert outcomes["loaded"] > 20 and outcomes["refused"] > 100, outcomes
+
+
+def test_format_3_carries_the_kind_and_predictions_and_format_2_kinds_move_over(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(0))
+    exp = integrad.explain(model, x, target=1, n_steps=4, kind="image", output_kind="logits")
+    back = integrad.load(exp.save(tmp_path / "e.safetensors"))
+    assert back.kind == "image" and back.output_kind == "logits"
+    for name in ("predicted", "probability", "predicted_probability"):
+        assert_same(getattr(exp, name), getattr(back, name))
+    # A format-2 file kept the kind in extras: it loads into the field.
+    exp.kind = exp.predicted = exp.probability = exp.predicted_probability = None
+    exp.extras["kind"] = "timeseries"
+    exp.save(tmp_path / "e.safetensors")
+    sidecar_path = tmp_path / "e.json"
+    sidecar = json.loads(sidecar_path.read_text())
+    fields = sidecar["fields"]
+    for name in ("kind", "output_kind", "predicted", "probability", "predicted_probability"):
+        fields.pop(name)
+    sidecar["format_version"] = 2
+    sidecar_path.write_text(json.dumps(sidecar))
+    old = integrad.load(sidecar_path)
+    assert old.kind == "timeseries" and "kind" not in old.extras and old.predicted is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("kind", "audio", "the field 'kind' is 'audio', not one of"),
+        ("output_kind", "softmax", "the field 'output_kind' is 'softmax'"),
+        ("predicted", torch.zeros(3, dtype=torch.long), r"'predicted' is \(3,\)"),
+        ("probability", torch.zeros(2, dtype=torch.long), "'probability' has dtype torch.int64"),
+    ],
+)
+def test_load_refuses_malformed_kinds_and_predictions(tmp_path, name, value, message):
+    exp = integrad.explain(torch.nn.Linear(3, 2), torch.rand(2, 3), target=0, n_steps=4)
+    setattr(exp, name, value)
+    path = exp.save(tmp_path / "e.safetensors")
+    with pytest.raises(integrad.io.LoadError, match=message):
+        integrad.load(path)

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 import integrad
-from integrad import _png, report, tables
+from integrad import tables
+from integrad.views import _png, report
 
 POS = _png.POSITIVE.astype(int)
 NEG = _png.NEGATIVE.astype(int)
@@ -158,8 +159,7 @@ def test_token_spans_carry_every_token_with_the_colour_of_its_sign():
 
 def test_series_report_shows_input_bars_and_heatmap(tmp_path):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1))
-    exp = integrad.explain(model, torch.rand(1, 12, 1), n_steps=4)
-    exp.extras["kind"] = "timeseries"
+    exp = integrad.explain(model, torch.rand(1, 12, 1), n_steps=4, kind="timeseries")
     parsed = assert_self_contained(exp.to_html(tmp_path / "s.html").read_text())
     assert len(pictures(parsed)) == 3
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from integrad import _png, tables
+from integrad import tables
+from integrad.views import _png
 
 matplotlib.use("Agg")
 
@@ -38,7 +39,7 @@ def test_linear_model_gets_weight_times_distance_from_the_training_baseline(base
     expected = (rows - centre).to_numpy() * np.array(WEIGHTS)
     assert torch.allclose(exp.attributions, torch.from_numpy(expected), atol=1e-12)
     assert exp.attributions[:, 3].eq(0).all()  # dummy: an unused feature gets exactly 0
-    assert exp.extras["feature_names"] == NAMES and exp.extras["kind"] == "table"
+    assert exp.extras["feature_names"] == NAMES and exp.kind == "table"
     assert exp.baseline == f"{baseline} of training data (n=20)"
 
 
@@ -111,7 +112,7 @@ def test_rows_go_to_the_models_dtype_and_device(monkeypatch):
         seen.update(inputs=inputs, baselines=baselines)
         raise RuntimeError("stop")
 
-    monkeypatch.setattr("integrad.integrated_gradients.explain", fake_explain)
+    monkeypatch.setattr("integrad.tables.explain", fake_explain)
     model = torch.nn.Linear(3, 1, device="meta", dtype=torch.float64)
     with pytest.raises(RuntimeError, match="stop"):
         tables.tabular(model, np.ones((2, 3)), baseline="zeros")

@@ -14,6 +14,7 @@ import torch
 
 from integrad import text
 from integrad.text import TextAttribution
+from integrad.views import text as text_view
 
 SIMILAR = ("A man is playing a guitar.", "Someone plays music on stage.")
 
@@ -92,9 +93,9 @@ def test_html_carries_every_token_with_the_colour_of_its_sign():
         assert float(span["data-score"]) == pytest.approx(score)
         assert float(alpha) == pytest.approx(abs(score) / 1.0, abs=1e-3)  # max |score| is 1
         if score > 0:
-            assert (int(r), int(g), int(b)) == text.POSITIVE
+            assert (int(r), int(g), int(b)) == text_view.POSITIVE
         elif score < 0:
-            assert (int(r), int(g), int(b)) == text.NEGATIVE
+            assert (int(r), int(g), int(b)) == text_view.NEGATIVE
 
 
 def test_picture_paints_each_word_in_the_colour_of_its_sign():
@@ -110,8 +111,8 @@ def test_picture_paints_each_word_in_the_colour_of_its_sign():
     )
     rgb = text.picture(a, level="token", width=400)
     assert rgb.dtype == np.uint8 and rgb.shape[1] == 400 and rgb.shape[2] == 3
-    pos = np.argwhere((rgb == np.array(text.POSITIVE, dtype=np.uint8)).all(axis=2))
-    neg = np.argwhere((rgb == np.array(text.NEGATIVE, dtype=np.uint8)).all(axis=2))
+    pos = np.argwhere((rgb == np.array(text_view.POSITIVE, dtype=np.uint8)).all(axis=2))
+    neg = np.argwhere((rgb == np.array(text_view.NEGATIVE, dtype=np.uint8)).all(axis=2))
     assert len(pos) > 100 and len(neg) > 100  # whole word boxes, at full strength
     assert pos[:, 1].max() < neg[:, 1].min()  # "up" is painted left of "down"
     # The zero-score word sits on white: no tinted pixel right of "down"'s box.

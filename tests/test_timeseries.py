@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import integrad
-from integrad import _png, timeseries
+from integrad import timeseries
+from integrad.views import _png
 
 matplotlib.use("Agg")
 
@@ -64,7 +65,7 @@ def test_narrow_bars_are_drawn(step_width):
 
 def test_figure_shows_series_bars_and_heatmap():
     x = torch.randn(2, 10, 3, generator=torch.Generator().manual_seed(0))
-    exp = integrad.explain(Windows(), x, n_steps=4)
+    exp = integrad.explain(Windows(), x, n_steps=4, kind="timeseries")
     fig = exp.plot(example=1, feature_names=["a", "b", "c"])
     assert len(fig.axes) == 4  # series, bars, heatmap, colour bar
     assert len(fig.axes[1].patches) == 10

@@ -16,30 +16,64 @@ def flat_model(features: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, 2))
 
 
-@pytest.mark.parametrize(
-    ("shape", "kind", "axes"),
-    [((2, 1, 6, 6), "image", 5), ((2, 12, 3), "timeseries", 4), ((2, 5), "table", 1)],
-)
-def test_kind_is_read_from_the_shape_and_plot_follows(shape, kind, axes):
+# Every valid input shape, with and without kind=: (shape, kind given, view, axes drawn).
+# Grayscale (batch, H, W) images and univariate (batch, T) series were drawn as a series
+# and a table when the kind was guessed from the shape.
+SHAPES = [
+    ((2, 1, 6, 6), None, "image", 5),
+    ((2, 3, 6, 6), "image", "image", 5),
+    ((2, 6, 6), "image", "image", 5),
+    ((2, 5), None, "table", 1),
+    ((2, 5), "table", "table", 1),
+    ((2, 12), "timeseries", "timeseries", 4),
+    ((2, 12, 3), "timeseries", "timeseries", 4),
+]
+
+
+@pytest.mark.parametrize(("shape", "kind", "view", "axes"), SHAPES)
+def test_the_view_follows_the_kind_and_else_the_unambiguous_shape(shape, kind, view, axes):
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     features = int(torch.tensor(shape[1:]).prod())
-    exp = integrad.explain(flat_model(features), x, target=1, n_steps=4)
-    assert views.kind_of(exp) == kind
+    exp = integrad.explain(flat_model(features), x, target=1, n_steps=4, kind=kind)
+    assert exp.kind == kind
+    assert views.kind_of(exp) == view
     fig = exp.plot()
     assert len(fig.axes) == axes
     matplotlib.pyplot.close(fig)
 
 
-def test_extras_kind_wins_and_unknown_kinds_are_named():
+def test_three_dimensional_inputs_without_a_kind_ask_for_one():
+    exp = integrad.explain(flat_model(36), torch.rand(2, 6, 6), target=1, n_steps=4)
+    for draw in (exp.plot, lambda: exp.to_html("unused.html")):
+        with pytest.raises(ValueError, match=r"\(2, 6, 6\) may be grayscale images.*kind="):
+            draw()
+    fig = exp.plot(kind="image")  # said at drawing time
+    assert len(fig.axes) == 5
+    matplotlib.pyplot.close(fig)
+
+
+def test_a_kind_that_does_not_fit_the_inputs_is_refused_before_any_work():
+    calls = []
+
+    def model(x):
+        calls.append(1)
+        return x.flatten(1).sum(1)
+
+    with pytest.raises(
+        ValueError, match=r"kind='table' needs inputs with 2 dimensions.*\(2, 1, 4, 4\)"
+    ):
+        integrad.explain(model, torch.rand(2, 1, 4, 4), kind="table")
+    with pytest.raises(ValueError, match=r"kind='audio' is not a kind of input"):
+        integrad.explain(model, torch.rand(2, 4), kind="audio")
+    with pytest.raises(ValueError, match=r"output_kind='softmax' must be None, 'logits'"):
+        integrad.explain(model, torch.rand(2, 4), output_kind="softmax")
+    assert calls == []
+
+
+def test_unknown_kinds_are_named_and_tokens_mean_text():
     exp = integrad.explain(flat_model(12), torch.rand(2, 12, 1), target=0, n_steps=4)
-    exp.extras["kind"] = "table"
-    assert views.kind_of(exp) == "table"
-    exp.extras["kind"] = "audio"
-    with pytest.raises(ValueError, match=r"extras\['kind'\]='audio' is not one of"):
-        views.kind_of(exp)
     with pytest.raises(ValueError, match="kind='audio' is not a view"):
         views.plot(exp, "audio")
-    exp.extras.pop("kind")
     exp.extras["tokens"] = [["a"], ["b"]]
     assert views.kind_of(exp) == "text"
 

@@ -6,7 +6,7 @@
 torch.Size([2])
 """
 
-from . import baselines, images, metrics, quadrature, report, tables, text, timeseries, views
+from . import baselines, images, metrics, quadrature, tables, text, timeseries, views
 from ._checks import CompletenessWarning
 from .blur import BlurIntegratedGradients, explain_blur
 from .diagnostics import check_completeness, convergence
@@ -49,7 +49,6 @@ __all__ = [
     "metrics",
     "open_run",
     "quadrature",
-    "report",
     "run",
     "tables",
     "text",

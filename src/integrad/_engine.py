@@ -157,6 +157,9 @@ class Engine:
         self._kept = kept_buffers(problem.owner)
         self._flat_target: torch.Tensor | None = None
         self._target_tail: torch.Size | None = None
+        self.at_inputs: torch.Tensor | None = None
+        """``(batch, classes)``: the model's whole output at the inputs, kept by :meth:`ends`
+        when the output has one row of several classes per example (else None)."""
         self._diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
 
     # -- chunking ---------------------------------------------------------------------
@@ -335,11 +338,72 @@ class Engine:
         return m * quad.n, part_of
 
     def ends(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The target output at the inputs and at the baselines, forward passes only."""
+        """The target output at the inputs and at the baselines, forward passes only.
+
+        Also keeps the whole output at the inputs in :attr:`at_inputs` when it is a
+        ``(batch, classes)`` matrix, for :meth:`predictions`.
+        """
         batch = self.problem.batch
         alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double()
-        values = self.outputs(torch.arange(batch).repeat(2), alphas)
+        rows = torch.arange(batch).repeat(2)
+        values = self._values(
+            2 * batch,
+            lambda part: (rows[part], self.points(rows[part], alphas[part])),
+            self._keeper(batch),
+        )
         return values[:batch], values[batch:]
+
+    def _keeper(self, batch: int) -> Callable[[slice, torch.Tensor], None]:
+        """A ``seen`` for :meth:`_values` that keeps the outputs of the first ``batch``
+        points (the inputs) in :attr:`at_inputs` when they are rows of classes."""
+        kept: list[torch.Tensor] = []
+
+        def keep(part: slice, output: torch.Tensor) -> None:
+            at_input = torch.arange(part.start, part.stop) < batch
+            if output.dim() == 2 and output.shape[1] > 1 and bool(at_input.any()):
+                kept.append(output.detach()[at_input.to(output.device)])
+                if sum(len(k) for k in kept) == batch:
+                    self.at_inputs = torch.cat(kept)
+
+        return keep
+
+    def predictions(self, output_kind: str | None) -> dict[str, Any]:
+        """The Explanation's fields on what the model predicted (see :class:`Explanation`).
+
+        ``predicted``: the top class per example; with ``output_kind`` ``"logits"``
+        (softmax) or ``"probabilities"``, ``probability`` and ``predicted_probability``:
+        those of the target and of the top class. All None when the outputs have no
+        classes (regression, one output, or outputs of another shape). Reads what
+        :meth:`ends` kept, else runs one forward pass at the inputs (counted in
+        :attr:`forwards`).
+        """
+        tail = self._target_tail
+        if self.at_inputs is None and tail is not None and len(tail) == 1 and tail[0] > 1:
+            # The method took F(x) its own way: one forward pass at the inputs.
+            batch = self.problem.batch
+            every, ones = torch.arange(batch), torch.ones(batch, dtype=torch.float64)
+            self._values(
+                batch,
+                lambda part: (every[part], self.points(every[part], ones[part])),
+                self._keeper(batch),
+            )
+        fields: dict[str, Any] = dict.fromkeys(
+            ("predicted", "probability", "predicted_probability")
+        )
+        fields["output_kind"] = output_kind
+        full = self.at_inputs
+        if full is None:
+            return fields
+        predicted = fields["predicted"] = full.argmax(1)
+        if output_kind is None:
+            return fields
+        chances = full.double().softmax(1) if output_kind == "logits" else full.double()
+        target = self._flat_target
+        index = torch.zeros_like(predicted) if target is None else target.to(full.device)
+        at = torch.stack([index, predicted], 1)
+        picked = chances.gather(1, at).T.contiguous()
+        fields["probability"], fields["predicted_probability"] = picked[0], picked[1]
+        return fields
 
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The target output at path points, forward passes only (no gradients)."""
@@ -356,14 +420,20 @@ class Engine:
         self,
         total: int,
         chunk: Callable[[slice], tuple[torch.Tensor, tuple[torch.Tensor, ...]]],
+        seen: Callable[[slice, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """Forward passes over ``total`` points; ``chunk(part)`` gives their rows and points."""
+        """Forward passes over ``total`` points; ``chunk(part)`` gives their rows and points.
+
+        ``seen(part, output)`` is shown each chunk's whole (checked) output.
+        """
         values = []
         with torch.no_grad(), self._kept:
             for part in self._chunks(total):
                 r, points = chunk(part)
                 out = self._forward(points, r)
                 values.append(self._select(out, r).detach())
+                if seen is not None:
+                    seen(part, check_output(out, int(r.numel()), "path points"))
                 self.forwards.index_add_(0, r, torch.ones_like(r))
         return torch.cat(values)
 

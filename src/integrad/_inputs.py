@@ -77,6 +77,45 @@ def check_flag(value: object, name: str) -> None:
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
+KINDS = ("image", "text", "table", "timeseries")
+"""The kinds of input a view is drawn for (``Explanation.kind``)."""
+OUTPUT_KINDS = ("logits", "probabilities")
+"""What the model's outputs are, when the caller says (``Explanation.output_kind``)."""
+
+
+def check_kind(kind: object, inputs: tuple[torch.Tensor, ...]) -> str | None:
+    """``kind`` when it is None or one of :data:`KINDS` and fits the inputs' shape.
+
+    Images are ``(batch, channels, height, width)`` or grayscale ``(batch, height, width)``,
+    tables ``(batch, features)``, series ``(batch, time)`` or ``(batch, time, features)``;
+    text is whatever the model takes (token embeddings, usually ``(batch, tokens, dim)``).
+    """
+    if kind is None:
+        return None
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not a kind of input; choose one of {list(KINDS)}")
+    ranks = {"image": (3, 4), "table": (2,), "timeseries": (2, 3)}.get(kind)
+    if ranks is not None:
+        for i, x in enumerate(inputs):
+            if x.dim() not in ranks:
+                where = f"inputs[{i}]" if len(inputs) > 1 else "inputs"
+                raise ValueError(
+                    f"kind={kind!r} needs {where} with {' or '.join(map(str, ranks))} "
+                    f"dimensions (batch first), got shape {tuple(x.shape)}"
+                )
+    return kind
+
+
+def check_output_kind(output_kind: object) -> str | None:
+    """``output_kind`` when it is None, ``"logits"`` or ``"probabilities"``."""
+    if output_kind is not None and output_kind not in OUTPUT_KINDS:
+        raise ValueError(
+            f"output_kind={output_kind!r} must be None, 'logits' (probabilities by softmax) "
+            "or 'probabilities'"
+        )
+    return output_kind
+
+
 def not_a_tensor(output: object) -> str:
     """The error message for a ``forward_func`` that returned ``output``, not a tensor.
 

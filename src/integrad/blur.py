@@ -35,6 +35,8 @@ from ._inputs import (
     as_inputs,
     check_callable,
     check_flag,
+    check_kind,
+    check_output_kind,
     check_positive_int,
     same_form,
 )
@@ -58,10 +60,13 @@ def explain_blur(
     idgi: bool = False,
     internal_batch_size: int | None = None,
     max_memory: int | None = None,
+    kind: str | None = None,
+    output_kind: str | None = None,
 ) -> Explanation:
     """Blur IG of ``forward_func`` at image ``inputs``, with the completeness check.
 
     ``baseline_output`` is F at the most blurred image (``baselines`` in the result).
+    ``kind`` and ``output_kind`` as in :func:`integrad.explain`.
 
     >>> import torch, integrad
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
@@ -69,6 +74,8 @@ def explain_blur(
     >>> exp.attributions.shape, exp.method
     (torch.Size([2, 3, 4, 4]), 'blur')
     """
+    check_output_kind(output_kind)
+    check_kind(kind, as_inputs(inputs)[0])
     run = _Run(
         forward_func,
         inputs,
@@ -96,6 +103,8 @@ def explain_blur(
         target=target,
         baseline=f"blur(sigma={run.sigmas[-1]:g})",
         n_forward=run.engine.forwards.clone(),
+        kind=kind,
+        **run.engine.predictions(output_kind),
         extras={
             "max_sigma": max_sigma,
             "grad_step": grad_step,

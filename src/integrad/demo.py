@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._png import diverging, gray, upscale, write_png
 from .integrated_gradients import explain
+from .views._png import diverging, gray, upscale, write_png
 
 
 def digits_cnn() -> nn.Module:

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _png, images, tables, timeseries
 from . import baselines as _baselines
+from . import images, tables
 from .explanation import Explanation
 from .io import load
+from .views import _png, timeseries
 
 README_PICTURES = (
     "image_side_by_side.png",
@@ -267,9 +268,7 @@ def convergence_view(model: nn.Module, x: torch.Tensor, out: Path) -> None:
 def timeseries_explain(model: nn.Module, x: torch.Tensor) -> Explanation:
     from .integrated_gradients import explain
 
-    exp = explain(model, x, n_steps=32)
-    exp.extras["kind"] = "timeseries"
-    return exp
+    return explain(model, x, n_steps=32, kind="timeseries")
 
 
 def write_views(

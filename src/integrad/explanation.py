@@ -47,6 +47,20 @@ class Explanation:
     """Tolerance mode: whether each example met the tolerance within ``max_steps``."""
     tolerance: float | None = None
     """The requested accuracy, in tolerance mode."""
+    kind: str | None = None
+    """What the inputs are: ``"image"``, ``"text"``, ``"table"``, ``"timeseries"`` or None
+    (unsaid). It chooses the view of :meth:`plot` and :meth:`to_html`."""
+    output_kind: str | None = None
+    """What the model's outputs are, as the caller said: ``"logits"``, ``"probabilities"``
+    or None (scores of unknown scale, or a regression)."""
+    predicted: torch.Tensor | None = None
+    """Shape ``(batch,)``: the model's top class at the inputs, where its output has one
+    row of several classes per example; None for one-output models and other shapes."""
+    probability: torch.Tensor | None = None
+    """Shape ``(batch,)``: the probability of the explained target (softmax of the logits,
+    or the output itself for probabilities); None unless ``output_kind`` is set."""
+    predicted_probability: torch.Tensor | None = None
+    """Shape ``(batch,)``: the probability of the ``predicted`` class, as ``probability``."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Method-specific details (e.g. chunking) that do not warrant their own field."""
 
@@ -88,12 +102,29 @@ class Explanation:
         """Write a self-contained HTML report (inputs, attributions, deltas, provenance).
 
         Pictures are inline PNGs; there is no script, font or external reference, so
-        the file reads offline in any browser. See :func:`integrad.report.to_html`.
+        the file reads offline in any browser. See :func:`integrad.views.report.to_html`.
         """
-        from .report import to_html
+        from .views.report import to_html
 
         return to_html(self, path, kind=kind, **options)
 
+
+PER_EXAMPLE = (
+    "attributions",
+    "inputs",
+    "baselines",
+    "delta",
+    "output",
+    "baseline_output",
+    "n_evals",
+    "n_forward",
+    "error_estimate",
+    "converged",
+    "predicted",
+    "probability",
+    "predicted_probability",
+)
+"""The fields that hold one entry per example (batch first), when they are set."""
 
 _KNOWN = {
     "attributions",
@@ -113,6 +144,11 @@ _KNOWN = {
     "error_estimate",
     "converged",
     "tolerance",
+    "kind",
+    "output_kind",
+    "predicted",
+    "probability",
+    "predicted_probability",
 }
 
 
@@ -133,7 +169,10 @@ def _describe(exp: Explanation) -> str:
     shapes = ", ".join(f"{tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}" for a in parts)
     lines = [
         f"Explanation(method={exp.method!r}, n_steps={exp.n_steps}, baseline={exp.baseline!r}, "
-        f"target={_short(exp.target)}, multiply_by_inputs={exp.multiply_by_inputs})",
+        f"target={_short(exp.target)}, multiply_by_inputs={exp.multiply_by_inputs}"
+        + (f", kind={exp.kind!r}" if exp.kind else "")
+        + (f", output_kind={exp.output_kind!r}" if exp.output_kind else "")
+        + ")",
         f"  attributions: {shapes}",
     ]
     if n:
@@ -151,7 +190,15 @@ def _describe(exp: Explanation) -> str:
                 f"  tolerance={exp.tolerance:g}: {int(conv.sum())} of {n} converged, "
                 f"estimated error up to {float(est.max()):.3g}"
             )
+        lines.append(
+            "  F is the explained output (the target's value); x_ is the baseline"
+            + ("; p is its probability" if exp.probability is not None else "")
+        )
         head = f"  {'#':>4} {'F(x)':>11} {'F(x_)':>11} {'delta':>11}"
+        if exp.predicted is not None:
+            head += f" {'predicted':>9}" + (
+                f" {'p(target)':>9}" if exp.probability is not None else ""
+            )
         lines.append(head + (f" {'est. error':>11} converged" if tolerated else ""))
         shown = min(n, 5)
         for i in range(shown):
@@ -159,6 +206,10 @@ def _describe(exp: Explanation) -> str:
                 f"  {i:>4} {float(exp.output[i]):>11.4g} {float(exp.baseline_output[i]):>11.4g} "
                 f"{float(exp.delta[i]):>11.3g}"
             )
+            if exp.predicted is not None:
+                row += f" {int(exp.predicted[i]):>9}"
+                if exp.probability is not None:
+                    row += f" {float(exp.probability[i]):>9.3g}"
             if est is not None and conv is not None:
                 row += f" {float(est[i]):>11.3g} {bool(conv[i])}"
             lines.append(row)

@@ -40,8 +40,11 @@ from ._engine import Engine, PathProblem
 from ._inputs import (
     TargetType,
     TensorOrTuple,
+    as_inputs,
     check_callable,
     check_flag,
+    check_kind,
+    check_output_kind,
     check_positive_int,
     flat_rows,
     same_form,
@@ -68,12 +71,15 @@ def explain_guided(
     idgi: bool = False,
     internal_batch_size: int | None = None,
     max_memory: int | None = None,
+    kind: str | None = None,
+    output_kind: str | None = None,
 ) -> Explanation:
     """Guided IG of ``forward_func`` at ``inputs``, with the completeness check.
 
     ``n_steps`` gradient evaluations per example (PAIR's ``x_steps``); ``fraction``
     of the features move at a time; ``max_dist`` bounds how far (in α) any feature may
-    run ahead of or lag behind the straight line. Arguments otherwise as in
+    run ahead of or lag behind the straight line. Arguments otherwise (``kind``,
+    ``output_kind`` too) as in
     :func:`integrad.explain`.
 
     >>> import torch, integrad
@@ -83,6 +89,8 @@ def explain_guided(
     (torch.Size([2, 4]), 'guided')
     """
     _check(n_steps, fraction, max_dist)
+    check_output_kind(output_kind)
+    check_kind(kind, as_inputs(inputs)[0])
     problem, was_tuple = PathProblem.build(
         forward_func, inputs, baselines, target, additional_forward_args
     )
@@ -102,6 +110,8 @@ def explain_guided(
         target=target,
         baseline=_baselines.describe(baselines),
         n_forward=engine.forwards.clone(),
+        kind=kind,
+        **engine.predictions(output_kind),
         extras={
             "fraction": fraction,
             "max_dist": max_dist,

@@ -11,7 +11,16 @@ from . import baselines as _baselines
 from ._captum import GradientAttribution
 from ._checks import completeness_delta, completeness_silenced, copies, warn_if_incomplete
 from ._engine import Engine, PathProblem
-from ._inputs import TargetType, TensorOrTuple, check_callable, check_flag, same_form
+from ._inputs import (
+    TargetType,
+    TensorOrTuple,
+    as_inputs,
+    check_callable,
+    check_flag,
+    check_kind,
+    check_output_kind,
+    same_form,
+)
 from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
@@ -35,6 +44,8 @@ def explain(
     multiply_by_inputs: bool = True,
     tolerance: float | None = None,
     max_steps: int | None = None,
+    kind: str | None = None,
+    output_kind: str | None = None,
 ) -> Explanation:
     """Integrated Gradients of ``forward_func`` at ``inputs``, with the completeness check.
 
@@ -55,6 +66,12 @@ def explain(
     chosen per example (:mod:`integrad.tolerance`), and the result carries
     ``error_estimate`` and ``converged`` per example.
 
+    ``kind`` says what the inputs are (``"image"``, ``"text"``, ``"table"``,
+    ``"timeseries"``): it picks the view of ``plot`` and ``to_html``. ``output_kind``
+    (``"logits"`` or ``"probabilities"``) says what the outputs are, so the result can
+    carry the probabilities of the target and of the predicted class; the predicted class
+    (``Explanation.predicted``) is kept whenever the outputs are rows of classes.
+
     >>> import torch, integrad
     >>> model = torch.nn.Linear(3, 2)
     >>> x = torch.tensor([[1.0, 2.0, 3.0]])
@@ -65,6 +82,8 @@ def explain(
     True
     """
     check_flag(multiply_by_inputs, "multiply_by_inputs")
+    check_output_kind(output_kind)
+    check_kind(kind, as_inputs(inputs)[0])
     run = _Run(
         forward_func,
         inputs,
@@ -97,6 +116,8 @@ def explain(
         error_estimate=None if tol is None else tol.error_estimate,
         converged=None if tol is None else tol.converged,
         tolerance=tolerance,
+        kind=kind,
+        **run.engine.predictions(output_kind),
         extras={
             "chunks": run.engine.chunks_run,
             "bytes_per_point": run.engine.bytes_per_point,

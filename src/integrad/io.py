@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from . import _tensorfiles as files
+from ._inputs import KINDS, OUTPUT_KINDS
 from ._tensorfiles import MAX_DEPTH, Malformed, Spec
 from ._tensorfiles import MAX_HEADER_BYTES as MAX_SIDECAR_BYTES
 
@@ -59,7 +60,9 @@ __all__ = [
     "save",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+"""3 made ``kind`` a field (formats 1 and 2 kept it in ``extras``) and added the
+predictions (``output_kind``, ``predicted``, ``probability``, ``predicted_probability``)."""
 MAX_TENSOR_BYTES = 4 * 2**30
 """Default limit of :func:`load` on a file's tensor bytes (declared and decompressed): 4 GiB."""
 _SUFFIXES = (".safetensors", ".npz")
@@ -162,6 +165,7 @@ class _Ref:
 _MARKERS = {
     1: {"__tensor__": {"dtype"}, "__ndarray__": set()},
     2: {"__tensor__": {"dtype", "shape"}, "__ndarray__": {"dtype", "shape"}},
+    3: {"__tensor__": {"dtype", "shape"}, "__ndarray__": {"dtype", "shape"}},
 }
 
 
@@ -352,6 +356,8 @@ def load(path: str | Path, *, max_bytes: int | None = None) -> Explanation:
         extras.update({k: v for k, v in values.items() if k not in known})
         # A file re-saved after loading keeps the versions that first wrote it.
         extras.setdefault("saved_with", versions)
+        if version < 3 and "kind" in extras:  # formats 1 and 2 kept the kind in extras
+            kwargs["kind"] = extras.pop("kind")
         kwargs["extras"] = extras
         missing = [
             f.name
@@ -427,9 +433,19 @@ def _check_schema(kw: dict[str, Any]) -> None:
     for name in ("delta", "output", "baseline_output"):
         _vector(name, kw[name], batch, "float")
     _vector("n_evals", kw["n_evals"], batch, "count")
-    for name, kind in (("n_forward", "count"), ("error_estimate", "float"), ("converged", "bool")):
+    for name, kind in (
+        ("n_forward", "count"),
+        ("error_estimate", "float"),
+        ("converged", "bool"),
+        ("predicted", "count"),
+        ("probability", "float"),
+        ("predicted_probability", "float"),
+    ):
         if kw.get(name) is not None:
             _vector(name, kw[name], batch, kind)
+    for name, allowed in (("kind", KINDS), ("output_kind", OUTPUT_KINDS)):
+        if kw.get(name) is not None and kw[name] not in allowed:
+            raise Malformed(f"the field {name!r} is {_show(kw[name])}, not one of {list(allowed)}")
     tolerated = kw.get("error_estimate") is not None and kw.get("converged") is not None
     if tolerated and tolerance is None:  # the repr prints the tolerance beside them
         raise Malformed("error_estimate and converged are set but tolerance is not")
@@ -437,8 +453,6 @@ def _check_schema(kw: dict[str, Any]) -> None:
     saved = extras.get("saved_with")
     if not isinstance(saved, dict) or not all(isinstance(v, str) for v in saved.values()):
         raise Malformed(f"extras['saved_with'] is {_show(saved)}, not an object of strings")
-    if "kind" in extras and not isinstance(extras["kind"], str):
-        raise Malformed(f"extras['kind'] is {_show(extras['kind'])}, not a string")
     if "feature_names" in extras and not _strings(extras["feature_names"]):
         raise Malformed("extras['feature_names'] is not a list of strings")
     tokens = extras.get("tokens")

@@ -1,4 +1,4 @@
-"""Text explanations for HuggingFace models: token baselines, word pieces, HTML, terminal.
+"""Text explanations for HuggingFace models: token attributions at the word embeddings.
 
 Attributions are taken at the word embeddings (the model is fed ``inputs_embeds``),
 summed over the embedding dimension per token (signed), and merged into words by
@@ -8,14 +8,9 @@ they are; the attention mask is passed unchanged, never interpolated.
 
 Nothing here imports ``transformers``: a tokenizer is any object with the usual
 ``pad_token_id`` / ``unk_token_id`` / ``mask_token_id`` / ``all_special_ids``, and a
-model anything that takes ``inputs_embeds=`` and ``attention_mask=``.
-
->>> import torch
->>> from types import SimpleNamespace
->>> tok = SimpleNamespace(pad_token_id=0, unk_token_id=100, mask_token_id=103,
-...                       all_special_ids=[0, 100, 101, 102, 103])
->>> token_baselines(torch.tensor([[101, 7592, 2088, 102, 0]]), tok, kind="mask")
-tensor([[101, 103, 103, 102,   0]])
+model anything that takes ``inputs_embeds=`` and ``attention_mask=``. The drawing
+(``html``, ``terminal``, ``picture``) lives in :mod:`integrad.views.text` and is
+importable from here.
 
 End to end, which words make two sentences similar (``python -m integrad.text``)::
 
@@ -25,17 +20,22 @@ End to end, which words make two sentences similar (``python -m integrad.text``)
 
 from __future__ import annotations
 
-import html as _html
-import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
-import numpy as np
 import torch
 
-from . import _png
+from ._tokens import (
+    BASELINE_KINDS,
+    TOKEN_KINDS,
+    TextAttribution,
+    _special,
+    mean_pool,
+    merge_word_pieces,
+    token_baselines,
+)
 from .integrated_gradients import explain
+from .views.text import html, picture, terminal
 
 __all__ = [
     "BASELINE_KINDS",
@@ -50,111 +50,6 @@ __all__ = [
     "terminal",
     "token_baselines",
 ]
-
-TOKEN_KINDS: tuple[str, ...] = ("pad", "unk", "mask")
-BASELINE_KINDS: tuple[str, ...] = (*TOKEN_KINDS, "zero")
-
-POSITIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.POSITIVE))
-"""Red: the token raises the explained output (the colour of every other view)."""
-NEGATIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.NEGATIVE))
-"""Blue: the token lowers it."""
-
-
-def token_baselines(input_ids: torch.Tensor, tokenizer: Any, kind: str = "pad") -> torch.Tensor:
-    """Baseline token ids: every ordinary token replaced by the ``kind`` token.
-
-    Special tokens ([CLS], [SEP], padding, …) keep their ids, so the baseline differs
-    from the input only where the text is; use the result as ``baselines`` of
-    :class:`integrad.LayerIntegratedGradients` at the word-embedding layer, with the
-    attention mask passed unchanged in ``additional_forward_args``.
-    """
-    if kind not in TOKEN_KINDS:
-        raise ValueError(
-            f"kind={kind!r} is not a token baseline; choose one of {list(TOKEN_KINDS)}"
-        )
-    if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point():
-        raise TypeError("input_ids must be an integer tensor of token ids")
-    token = getattr(tokenizer, f"{kind}_token_id", None)
-    if token is None:
-        raise ValueError(f"the tokenizer has no {kind} token (its {kind}_token_id is None)")
-    keep = _special(input_ids, tokenizer)
-    return torch.where(keep, input_ids, torch.full_like(input_ids, int(token)))
-
-
-def _special(input_ids: torch.Tensor, tokenizer: Any) -> torch.Tensor:
-    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=input_ids.dtype)
-    return torch.isin(input_ids, special.to(input_ids.device))
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Sentence embedding: mean of the hidden states over unmasked tokens."""
-    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1)
-
-
-def merge_word_pieces(
-    tokens: Sequence[str], scores: torch.Tensor, word_ids: Sequence[int | None] | None = None
-) -> tuple[list[str], torch.Tensor]:
-    """Words and their scores: the pieces of a word are joined and their scores added.
-
-    ``word_ids`` (from a fast tokenizer's ``encoding.word_ids()``) says which word each
-    token belongs to (None for special tokens, which stay on their own); without it,
-    WordPiece's ``##`` prefix marks a continuation.
-
-    >>> words, s = merge_word_pieces(["[CLS]", "un", "##bel", "##ievable", "!"],
-    ...                              torch.tensor([0.0, 1.0, 2.0, 3.0, -1.0]))
-    >>> words, s.tolist()
-    (['[CLS]', 'unbelievable', '!'], [0.0, 6.0, -1.0])
-    """
-    if len(tokens) != len(scores):
-        raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores; give one per token")
-    if word_ids is not None and len(word_ids) != len(tokens):
-        raise ValueError(f"{len(tokens)} tokens but {len(word_ids)} word_ids")
-    words: list[str] = []
-    groups: list[list[int]] = []
-    for i, tok in enumerate(tokens):
-        if word_ids is not None:
-            joins = i > 0 and word_ids[i] is not None and word_ids[i] == word_ids[i - 1]
-        else:
-            joins = bool(words) and tok.startswith("##")
-        piece = tok[2:] if tok.startswith("##") and (joins or word_ids is not None) else tok
-        if joins:
-            words[-1] += piece
-            groups[-1].append(i)
-        else:
-            words.append(piece)
-            groups.append([i])
-    merged = torch.stack([scores[g].sum() for g in groups]) if groups else scores[:0]
-    return words, merged
-
-
-@dataclass
-class TextAttribution:
-    """Token attributions of one text, with the completeness check."""
-
-    text: str
-    tokens: list[str]
-    """Tokens as the tokenizer wrote them, padding left out."""
-    scores: torch.Tensor
-    """Shape ``(len(tokens),)``: attribution per token, summed over the embedding."""
-    word_ids: list[int | None]
-    output: float
-    baseline_output: float
-    delta: float
-    """``sum(scores) - (output - baseline_output)``."""
-    baseline: str = "pad"
-
-    @property
-    def words(self) -> tuple[list[str], torch.Tensor]:
-        """Words and their scores (pieces merged, special tokens on their own)."""
-        return merge_word_pieces(self.tokens, self.scores, self.word_ids)
-
-    def units(self, level: str = "word") -> tuple[list[str], torch.Tensor]:
-        if level == "word":
-            return self.words
-        if level == "token":
-            return self.tokens, self.scores
-        raise ValueError(f"level={level!r} must be 'word' or 'token'")
 
 
 def _forward(model: Any, head: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -209,6 +104,7 @@ def _attribute(
         n_steps=n_steps,
         method=method,
         internal_batch_size=internal_batch_size,
+        kind="text",
     )
     per_token = cast(torch.Tensor, exp.attributions).sum(-1)  # one tensor in, one out
     results = []
@@ -315,137 +211,6 @@ def explain_similarity(
         None,
     )
     return a, b
-
-
-def _blend(score: float, scale: float) -> tuple[tuple[int, int, int], float]:
-    strength = 0.0 if scale == 0 else min(1.0, abs(score) / scale)
-    return (POSITIVE if score > 0 else NEGATIVE), strength
-
-
-def html(
-    attributions: TextAttribution | Sequence[TextAttribution],
-    level: str = "word",
-    title: str = "integrad text attributions",
-) -> str:
-    """A self-contained HTML page: one line per text, red raises, blue lowers.
-
-    Each token (or word) is a ``<span class="tok">`` whose background has the sign's
-    colour at an opacity proportional to ``|score|`` over the text's largest
-    ``|score|``; ``data-score`` and the tooltip carry the value.
-    """
-    items = [attributions] if isinstance(attributions, TextAttribution) else list(attributions)
-    rows = []
-    for a in items:
-        units, scores = a.units(level)
-        scale = float(scores.abs().max()) if len(scores) else 0.0
-        spans = []
-        for unit, s in zip(units, scores.tolist(), strict=True):
-            (r, g, b), alpha = _blend(s, scale)
-            spans.append(
-                f'<span class="tok" data-score="{s:.6g}" title="{s:+.4g}" '
-                f'style="background-color: rgba({r}, {g}, {b}, {alpha:.3f})">'
-                f"{_html.escape(unit)}</span>"
-            )
-        summary = (
-            f"F(x) = {a.output:.4g}, F(baseline) = {a.baseline_output:.4g}, "
-            f"sum = {float(a.scores.sum()):.4g}, delta = {a.delta:.2g} ({a.baseline} baseline)"
-        )
-        rows.append(
-            f'<div class="row"><p class="text">{" ".join(spans)}</p>'
-            f'<p class="summary">{_html.escape(summary)}</p></div>'
-        )
-    legend = (
-        f'<span class="tok" style="background-color: rgb{POSITIVE}">raises</span> '
-        f'<span class="tok" style="background-color: rgb{NEGATIVE}">lowers</span>'
-    )
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{_html.escape(title)}</title><style>"
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        ".tok{padding:0.1em 0.2em;margin:0 0.05em;border-radius:0.2em;line-height:2}"
-        ".summary{color:#555;font-size:0.85em}</style></head><body>"
-        f"<h1>{_html.escape(title)}</h1><p>{legend}</p>" + "".join(rows) + "</body></html>\n"
-    )
-
-
-def _visible(unit: str) -> str:
-    """``unit`` with control and format characters (ESC, CSI, BEL, bidi overrides) escaped."""
-    return "".join(
-        c
-        if unicodedata.category(c) not in ("Cc", "Cf")
-        else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-        for c in unit
-    )
-
-
-def terminal(attribution: TextAttribution, level: str = "word") -> str:
-    """One line of text with 24-bit ANSI backgrounds: red raises, blue lowers.
-
-    Tokens are shown, never obeyed: control characters in them (a terminal escape
-    sequence, a bell, a bidi override) are written as ``\\x1b``-style escapes.
-    """
-    units, scores = attribution.units(level)
-    scale = float(scores.abs().max()) if len(scores) else 0.0
-    parts = []
-    for unit, s in zip(units, scores.tolist(), strict=True):
-        (r, g, b), t = _blend(s, scale)
-        # Blend from white so weak tokens stay readable; black text on top.
-        r, g, b = (round(255 + (c - 255) * t) for c in (r, g, b))
-        parts.append(f"\x1b[30;48;2;{r};{g};{b}m{_visible(unit)}\x1b[0m")
-    return " ".join(parts)
-
-
-def picture(
-    attributions: TextAttribution | Sequence[TextAttribution],
-    level: str = "word",
-    width: int = 720,
-    font_size: int = 18,
-) -> np.ndarray:
-    """The :func:`html` view as an RGB image (``uint8``, height × width × 3), for papers.
-
-    One block per text: its words on backgrounds blended from white towards the sign's
-    colour by ``|score|`` over the text's largest ``|score|``, wrapped to ``width``,
-    then a grey line with F(x), F(baseline) and the delta. Needs Pillow.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    items = [attributions] if isinstance(attributions, TextAttribution) else list(attributions)
-    font = ImageFont.load_default(size=font_size)
-    small = ImageFont.load_default(size=max(8, font_size * 2 // 3))
-    pad, line = 6, font_size + 14
-    placed: list[tuple[int, int, str, tuple[int, int, int]]] = []
-    notes: list[tuple[int, str]] = []
-    y = pad
-    for a in items:
-        units, scores = a.units(level)
-        scale = float(scores.abs().max()) if len(scores) else 0.0
-        x = pad
-        for unit, s in zip(units, scores.tolist(), strict=True):
-            w = int(font.getlength(unit)) + 2 * pad
-            if x + w > width - pad and x > pad:
-                x, y = pad, y + line
-            (r, g, b), t = _blend(s, scale)
-            fill = tuple(round(255 + (c - 255) * t) for c in (r, g, b))
-            placed.append((x, y, unit, fill))  # type: ignore[arg-type]
-            x += w + 3
-        y += line
-        notes.append(
-            (
-                y,
-                f"F(x) = {a.output:.4g}, F(baseline) = {a.baseline_output:.4g}, "
-                f"delta = {a.delta:.2g} ({a.baseline} baseline)",
-            )
-        )
-        y += line
-    image = Image.new("RGB", (width, y + pad), "white")
-    draw = ImageDraw.Draw(image)
-    for x, y0, unit, fill in placed:
-        w = int(font.getlength(unit)) + 2 * pad
-        draw.rounded_rectangle((x, y0, x + w, y0 + line - 4), radius=4, fill=fill)
-        draw.text((x + pad, y0 + 4), unit, fill="black", font=font)
-    for y0, note in notes:
-        draw.text((pad, y0 + 2), note, fill=(90, 90, 90), font=small)
-    return np.asarray(image, dtype=np.uint8).copy()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..text import TOKEN_KINDS, _default_head
-from ..text import token_baselines as _token_baselines
+from .._tokens import TOKEN_KINDS
+from .._tokens import token_baselines as _token_baselines
+from ..text import _default_head
 
 __all__ = [
     "IMAGE_SUFFIXES",

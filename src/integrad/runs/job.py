@@ -284,7 +284,8 @@ def run(
             if batch.labels is not None:
                 exp.extras["labels"] = batch.labels.cpu()
             if feature_names is not None:
-                exp.extras.update(feature_names=list(feature_names), kind="table")
+                exp.extras["feature_names"] = list(feature_names)
+                exp.kind = "table"
             store.append(exp, batch.ids, _rows(exp, batch, seconds))
             bar.advance(len(batch.ids))
             if stop():

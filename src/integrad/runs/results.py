@@ -9,23 +9,12 @@ from typing import Any
 
 import torch
 
+from ..explanation import PER_EXAMPLE as _PER_EXAMPLE
 from ..explanation import Explanation
 from .store import Store
 
 __all__ = ["Run", "concat", "example"]
 
-_PER_EXAMPLE = (
-    "attributions",
-    "inputs",
-    "baselines",
-    "delta",
-    "output",
-    "baseline_output",
-    "n_evals",
-    "n_forward",
-    "error_estimate",
-    "converged",
-)
 COLUMNS = (
     "id",
     "label",
@@ -182,7 +171,7 @@ class Run:
         attributions (all inputs concatenated); names default to the shards' feature
         names, else ``x0, x1, ...``.
         """
-        from ..tables import global_importance
+        from ..views.tables import global_importance
 
         total_abs: torch.Tensor | None = None
         total = torch.zeros(())

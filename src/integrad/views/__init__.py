@@ -1,9 +1,11 @@
-"""Which view suits an explanation, and :meth:`Explanation.plot`'s dispatch.
+"""Views: pictures, tables and pages drawn from Explanations (reads them, computes nothing).
 
-The kind of input is ``extras["kind"]`` when the producer set it (:func:`integrad.tables.tabular`
-sets ``"table"``; a text explanation carries ``"text"``), else it is read from the shape
-of the inputs: 4-d ``(batch, channels, height, width)`` is an image, 3-d
-``(batch, time, features)`` a time series, 2-d ``(batch, features)`` a table.
+Which view suits an explanation is its ``kind`` (``explain(..., kind=...)``; the domain
+helpers :func:`integrad.tables.tabular`, :func:`integrad.images.compare_baselines` and
+:func:`integrad.text.explain_text` set it). Without one, 4-d inputs ``(batch, channels,
+height, width)`` are images and 2-d ``(batch, features)`` a table; 3-d inputs are
+ambiguous — grayscale ``(batch, height, width)`` images and ``(batch, time, features)``
+series look alike — so :func:`kind_of` asks for ``kind=``.
 
 >>> import torch, integrad
 >>> kind_of(integrad.explain(torch.nn.Flatten(), torch.ones(2, 1, 4, 4), target=0))
@@ -14,20 +16,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._inputs import KINDS
+
 if TYPE_CHECKING:
-    from .explanation import Explanation
+    from ..explanation import Explanation
 
 __all__ = ["KINDS", "kind_of", "plot"]
 
-KINDS = ("image", "table", "timeseries", "text")
 
-
-def kind_of(exp: Explanation) -> str:
-    """``"image"``, ``"table"``, ``"timeseries"`` or ``"text"`` for ``exp``'s inputs."""
-    kind = exp.extras.get("kind")
+def kind_of(exp: Explanation, kind: str | None = None) -> str:
+    """``kind`` if given, else ``exp.kind``, else what the inputs' shape says for sure."""
+    kind = kind or exp.kind
     if kind is not None:
         if kind not in KINDS:
-            raise ValueError(f"extras['kind']={kind!r} is not one of {list(KINDS)}")
+            raise ValueError(f"kind={kind!r} is not a view; choose one of {list(KINDS)}")
         return str(kind)
     if "tokens" in exp.extras:
         return "text"
@@ -39,21 +41,23 @@ def kind_of(exp: Explanation) -> str:
                 "explain each input on its own"
             )
         inputs = inputs[0]
-    dims = inputs.dim()
-    if dims == 4:
+    shape = tuple(inputs.shape)
+    if len(shape) == 4:
         return "image"
-    if dims == 3:
-        return "timeseries"
-    if dims == 2:
+    if len(shape) == 2:
         return "table"
-    raise ValueError(
-        f"no view for inputs of shape {tuple(inputs.shape)}; pass kind= one of {list(KINDS)}"
-    )
+    if len(shape) == 3:
+        raise ValueError(
+            f"inputs of shape {shape} may be grayscale images (batch, height, width) or "
+            "series (batch, time, features); say which: explain(..., kind='image') or "
+            "kind='timeseries', or plot(kind=...) / to_html(kind=...)"
+        )
+    raise ValueError(f"no view for inputs of shape {shape}; pass kind= one of {list(KINDS)}")
 
 
 def plot(exp: Explanation, kind: str | None = None, *, example: int = 0, **options: Any) -> Any:
     """A matplotlib figure of ``exp``'s ``example`` in the view for ``kind`` (default: guessed)."""
-    kind = kind or kind_of(exp)
+    kind = kind_of(exp, kind)
     if kind == "image":
         from .images import figure
 

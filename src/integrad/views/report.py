@@ -29,7 +29,7 @@ import torch
 from . import _png
 
 if TYPE_CHECKING:
-    from .explanation import Explanation
+    from ..explanation import Explanation
 
 __all__ = ["data_uri", "render", "to_html", "token_spans"]
 
@@ -111,7 +111,7 @@ def token_spans(tokens: Sequence[str], scores: Any, limit: float | None = None) 
 
 
 def _provenance(exp: Explanation) -> str:
-    from . import __version__
+    from .. import __version__
 
     attributions = exp.attributions
     parts = attributions if isinstance(attributions, tuple) else (attributions,)
@@ -279,9 +279,9 @@ def render(
     **options: Any,
 ) -> str:
     """The report as an HTML string (see :func:`to_html`)."""
-    from .views import kind_of
+    from . import kind_of
 
-    kind = kind or kind_of(exp)
+    kind = kind_of(exp, kind)
     n = int(exp.delta.numel())
     shown = min(n, max_examples)
     title = title or f"integrad: {exp.method} attributions ({kind})"
