@@ -49,12 +49,12 @@ WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on"
 
 def bert():
     # A one-layer BERT with random weights and a tokenizer built offline: fast, no download.
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(WORDS), hidden_size=8, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(WORDS)})
-    return BertModel(config).eval(), tokenizer
+    return BertForSequenceClassification(config).eval(), tokenizer
 """
 
 X = np.random.default_rng(0).random((11, 4)).astype(np.float32)

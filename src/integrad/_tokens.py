@@ -105,7 +105,14 @@ def merge_word_pieces(
 
 @dataclass
 class TextAttribution:
-    """Token attributions of one text, with the completeness check."""
+    """Token attributions of one text, with the completeness check and the prediction.
+
+    What Captum's ``VisualizationDataRecord`` holds, by integrad's names: ``scores``
+    (``word_attributions``), ``predicted`` and ``predicted_probability`` (``pred_class``,
+    ``pred_prob``), ``label`` (``true_class``), ``target`` (``attr_class``),
+    :attr:`attribution_score` (``attr_score``), ``tokens`` (``raw_input_ids``) and
+    ``delta`` (``convergence_score``); plus F(x), F(x') and the names of the classes.
+    """
 
     text: str
     tokens: list[str]
@@ -114,10 +121,39 @@ class TextAttribution:
     """Shape ``(len(tokens),)``: attribution per token, summed over the embedding."""
     word_ids: list[int | None]
     output: float
+    """F(x): the explained output at the text."""
     baseline_output: float
+    """F(x'): the explained output at the baseline."""
     delta: float
     """``sum(scores) - (output - baseline_output)``."""
     baseline: str = "pad"
+    label: int | str | None = None
+    """The true label, as the caller gave it (``labels=``); None when not given."""
+    target: int | tuple[int, ...] | None = None
+    """The explained output's index (the attributed class); None for a one-value output."""
+    predicted: int | None = None
+    """The model's top class, where its output has one row of several classes."""
+    probability: float | None = None
+    """The probability of ``target`` (softmax of logits); None unless the outputs' kind is known."""
+    predicted_probability: float | None = None
+    """The probability of ``predicted``, as ``probability``."""
+    label_names: dict[int, str] | None = None
+    """Class index -> name (a HuggingFace model's ``config.id2label``), for display."""
+    explained: str = "the explained output"
+    """What F is, in words (e.g. "logit of the attribution label", "cosine similarity")."""
+
+    @property
+    def attribution_score(self) -> float:
+        """The sum of the token scores (Captum's ``attr_score``): F(x) - F(x') + delta."""
+        return float(self.scores.sum())
+
+    def name(self, index: int | str | tuple[int, ...] | None) -> str:
+        """A class index as its name when ``label_names`` has one; "-" for None."""
+        if index is None:
+            return "-"
+        if isinstance(index, int) and self.label_names and index in self.label_names:
+            return self.label_names[index]
+        return str(index)
 
     @property
     def words(self) -> tuple[list[str], torch.Tensor]:

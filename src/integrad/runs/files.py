@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +33,6 @@ from torch import nn
 
 from .._tokens import TOKEN_KINDS
 from .._tokens import token_baselines as _token_baselines
-from ..text import _default_head
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -186,8 +185,8 @@ def encode(texts: list[str], tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor
 class TextModel(nn.Module):
     """A HuggingFace model as ``(input_ids, attention_mask) -> outputs``.
 
-    The outputs are the model's logits when it has them, else its last hidden state
-    mean-pooled over the unmasked tokens (as :func:`integrad.text.explain_text`).
+    The outputs are the model's logits; a model without a classification head (no
+    ``.logits``, e.g. a sentence encoder) raises, as :func:`integrad.text.explain_text`.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -196,7 +195,14 @@ class TextModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return _default_head(out, attention_mask)
+        if getattr(out, "logits", None) is None:
+            raise ValueError(
+                "TextModel: the model has no classification head (its output has no .logits, "
+                "e.g. a sentence encoder), and a run explains class scores; give (the --model "
+                "factory: return) a model whose output has .logits, e.g. a classifier on the "
+                "mean-pooled embedding (integrad.text.mean_pool)"
+            )
+        return cast(torch.Tensor, out.logits)
 
     def embeddings_name(self) -> str:
         """The dotted name of the word-embedding layer (for layer IG)."""

@@ -1,8 +1,16 @@
 """Text views: token attributions as a self-contained HTML page, ANSI text, or a picture.
 
-Red raises the explained output, blue lowers it (integrad's convention in every view;
-Captum's ``visualize_text`` uses green for positive). Read :class:`TextAttribution`
-records made by :func:`integrad.text.explain_text` / ``explain_similarity``.
+Red raises the explained output F, blue lowers it (integrad's convention in every view;
+Captum's ``visualize_text`` colours positive green and negative red). A word's colour
+strength is ``|score| / max |score|``, the maximum taken over each text (``scale="text"``,
+the default) or over the whole page (``scale="page"``), and every view says which and
+gives the maximum. Each highlighted word is written in black or white, whichever
+contrasts more with its background: always at least 4.58:1, above WCAG AA's 4.5:1.
+
+Each text gets what Captum's ``visualize_text`` shows (true label, predicted label and
+its probability, attribution label, attribution score) and the completeness check
+(F(x), F(x'), delta). Read :class:`TextAttribution` records made by
+:func:`integrad.text.explain_text` / ``explain_similarity``.
 """
 
 from __future__ import annotations
@@ -17,63 +25,161 @@ import numpy as np
 from .._tokens import TextAttribution
 from . import _png
 
-__all__ = ["html", "picture", "terminal"]
+__all__ = [
+    "SCALES",
+    "background",
+    "columns",
+    "completeness",
+    "contrast_ratio",
+    "html",
+    "ink",
+    "picture",
+    "terminal",
+]
 
+RGB = tuple[int, int, int]
 
-POSITIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.POSITIVE))
+POSITIVE = cast(RGB, tuple(int(c) for c in _png.POSITIVE))
 """Red: the token raises the explained output (the colour of every other view)."""
-NEGATIVE = cast("tuple[int, int, int]", tuple(int(c) for c in _png.NEGATIVE))
+NEGATIVE = cast(RGB, tuple(int(c) for c in _png.NEGATIVE))
 """Blue: the token lowers it."""
+BLACK: RGB = (0, 0, 0)
+WHITE: RGB = (255, 255, 255)
+
+SCALES: tuple[str, ...] = ("text", "page")
+"""What a colour's strength is relative to: each text's largest |score|, or the page's."""
 
 
-def _blend(score: float, scale: float) -> tuple[tuple[int, int, int], float]:
+def background(score: float, scale: float) -> RGB:
+    """The colour of a word: white blended towards red (positive) or blue (negative)
+    by ``min(1, |score| / scale)``; opaque, so it reads the same on any page."""
     strength = 0.0 if scale == 0 else min(1.0, abs(score) / scale)
-    return (POSITIVE if score > 0 else NEGATIVE), strength
+    sign = POSITIVE if score > 0 else NEGATIVE
+    return cast(RGB, tuple(round(255 + (c - 255) * strength) for c in sign))
+
+
+def _luminance(rgb: RGB) -> float:
+    linear = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4
+              for c in rgb]  # fmt: skip
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(first: RGB, second: RGB) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours, from 1 (same) to 21 (black on white)."""
+    light, dark = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def ink(fill: RGB) -> RGB:
+    """Black or white text, whichever contrasts more with ``fill`` (never below 4.58:1)."""
+    return BLACK if contrast_ratio(fill, BLACK) >= contrast_ratio(fill, WHITE) else WHITE
+
+
+def _items(attributions: TextAttribution | Sequence[TextAttribution]) -> list[TextAttribution]:
+    return [attributions] if isinstance(attributions, TextAttribution) else list(attributions)
+
+
+def _maxima(items: list[TextAttribution], level: str, scale: str) -> list[float]:
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r} must be one of {list(SCALES)}")
+    each = [float(s.abs().max()) if len(s) else 0.0 for s in (a.units(level)[1] for a in items)]
+    return [max(each, default=0.0)] * len(each) if scale == "page" else each
+
+
+def _strength(scale: str, maximum: float) -> str:
+    where = "this text's" if scale == "text" else "the page's"
+    return f"colour strength = |score| / {maximum:.3g} ({where} max |score|)"
+
+
+def columns(a: TextAttribution) -> list[tuple[str, str]]:
+    """Captum's ``visualize_text`` columns for one text: (heading, value) pairs."""
+    predicted = a.name(a.predicted)
+    if a.predicted is not None and a.predicted_probability is not None:
+        predicted += f" ({a.predicted_probability:.2f})"
+    attributed = a.name(a.target) if a.target is not None else a.explained
+    if a.target is not None and a.probability is not None:
+        attributed += f" ({a.probability:.2f})"
+    return [
+        ("True Label", a.name(a.label)),
+        ("Predicted Label", predicted),
+        ("Attribution Label", attributed),
+        ("Attribution Score", f"{a.attribution_score:.3g}"),
+    ]
+
+
+def completeness(a: TextAttribution) -> str:
+    """What F is, F(x), F(x'), the sum of the scores and the delta, in one line."""
+    return (
+        f"F = {a.explained}: F(x) = {a.output:.4g}, F(x') = {a.baseline_output:.4g} "
+        f"({a.baseline} baseline), sum of scores = {a.attribution_score:.4g}, "
+        f"delta = {a.delta:.2g}"
+    )
+
+
+def _legend(scale: str, maxima: list[float]) -> str:
+    how = (
+        "each text's largest |score| (given under the text)"
+        if scale == "text"
+        else f"the page's largest |score| = {max(maxima, default=0.0):.3g}"
+    )
+    return (
+        "red: the word raises F, the explained output; blue: it lowers F (Captum's "
+        f"visualize_text uses green for raises). Colour strength = |score| / {how}."
+    )
 
 
 def html(
     attributions: TextAttribution | Sequence[TextAttribution],
     level: str = "word",
     title: str = "integrad text attributions",
+    scale: str = "text",
 ) -> str:
-    """A self-contained HTML page: one line per text, red raises, blue lowers.
+    """A self-contained HTML page: a table with one row per text, as Captum's ``visualize_text``.
 
-    Each token (or word) is a ``<span class="tok">`` whose background has the sign's
-    colour at an opacity proportional to ``|score|`` over the text's largest
-    ``|score|``; ``data-score`` and the tooltip carry the value.
+    Columns: True Label, Predicted Label (probability), Attribution Label (its
+    probability), Attribution Score (the sum of the scores) and Word Importance. Each word
+    is a ``<span class="tok">`` on an opaque :func:`background`, in :func:`ink`;
+    ``data-score`` and the tooltip carry its score. Under the words: the completeness
+    check and the maximum the colours are relative to (``scale``: "text" or "page").
     """
-    items = [attributions] if isinstance(attributions, TextAttribution) else list(attributions)
+    items = _items(attributions)
+    maxima = _maxima(items, level, scale)
+    head = [heading for heading, _ in columns(items[0])] if items else []
     rows = []
-    for a in items:
+    for a, maximum in zip(items, maxima, strict=True):
         units, scores = a.units(level)
-        scale = float(scores.abs().max()) if len(scores) else 0.0
         spans = []
         for unit, s in zip(units, scores.tolist(), strict=True):
-            (r, g, b), alpha = _blend(s, scale)
+            fill = background(s, maximum)
             spans.append(
                 f'<span class="tok" data-score="{s:.6g}" title="{s:+.4g}" '
-                f'style="background-color: rgba({r}, {g}, {b}, {alpha:.3f})">'
+                f'style="background-color: rgb{fill}; color: rgb{ink(fill)}">'
                 f"{_html.escape(unit)}</span>"
             )
-        summary = (
-            f"F(x) = {a.output:.4g}, F(baseline) = {a.baseline_output:.4g}, "
-            f"sum = {float(a.scores.sum()):.4g}, delta = {a.delta:.2g} ({a.baseline} baseline)"
-        )
+        cells = "".join(f"<td>{_html.escape(value)}</td>" for _, value in columns(a))
+        note = f"{completeness(a)}; {_strength(scale, maximum)}"
         rows.append(
-            f'<div class="row"><p class="text">{" ".join(spans)}</p>'
-            f'<p class="summary">{_html.escape(summary)}</p></div>'
+            f'<tr>{cells}<td><p class="text">{" ".join(spans)}</p>'
+            f'<p class="summary">{_html.escape(note)}</p></td></tr>'
         )
-    legend = (
-        f'<span class="tok" style="background-color: rgb{POSITIVE}">raises</span> '
-        f'<span class="tok" style="background-color: rgb{NEGATIVE}">lowers</span>'
-    )
+    key = " ".join(
+        f'<span class="key" style="background-color: rgb{background(v, 1)}; '
+        f'color: rgb{ink(background(v, 1))}">{label}</span>'
+        for v, label in [(-1, "&minus;max"), (-0.5, "&minus;max/2"), (0, "0"),
+                         (0.5, "+max/2"), (1, "+max")]
+    )  # fmt: skip
+    headings = "".join(f"<th>{h}</th>" for h in head) + "<th>Word Importance</th>"
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
         f"<title>{_html.escape(title)}</title><style>"
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        ".tok{padding:0.1em 0.2em;margin:0 0.05em;border-radius:0.2em;line-height:2}"
-        ".summary{color:#555;font-size:0.85em}</style></head><body>"
-        f"<h1>{_html.escape(title)}</h1><p>{legend}</p>" + "".join(rows) + "</body></html>\n"
+        "body{font-family:sans-serif;max-width:72em;margin:2em auto;background:#fff;color:#111}"
+        "table{border-collapse:collapse}th,td{text-align:left;vertical-align:top;"
+        "padding:0.3em 0.8em;border-top:1px solid #ccc}"
+        ".tok,.key{padding:0.1em 0.2em;margin:0 0.05em;border-radius:0.2em;line-height:2}"
+        ".summary,.legend{color:#555;font-size:0.85em}</style></head><body>"
+        f"<h1>{_html.escape(title)}</h1>"
+        f'<p class="legend">{key}<br>{_html.escape(_legend(scale, maxima))}</p>'
+        f"<table><tr>{headings}</tr>" + "".join(rows) + "</table></body></html>\n"
     )
 
 
@@ -88,20 +194,36 @@ def _visible(unit: str) -> str:
 
 
 def terminal(attribution: TextAttribution, level: str = "word") -> str:
-    """One line of text with 24-bit ANSI backgrounds: red raises, blue lowers.
+    """Three lines: Captum's columns, the words on 24-bit ANSI backgrounds, the check.
 
-    Tokens are shown, never obeyed: control characters in them (a terminal escape
-    sequence, a bell, a bidi override) are written as ``\\x1b``-style escapes.
+    Red raises F, blue lowers it, strength relative to the text's largest |score|; each
+    word in black or white text, whichever contrasts more. Tokens are shown, never
+    obeyed: control characters in them (a terminal escape sequence, a bell, a bidi
+    override) are written as ``\\x1b``-style escapes.
     """
-    units, scores = attribution.units(level)
-    scale = float(scores.abs().max()) if len(scores) else 0.0
+    a = attribution
+    units, scores = a.units(level)
+    [maximum] = _maxima([a], level, "text")
     parts = []
     for unit, s in zip(units, scores.tolist(), strict=True):
-        (r, g, b), t = _blend(s, scale)
-        # Blend from white so weak tokens stay readable; black text on top.
-        r, g, b = (round(255 + (c - 255) * t) for c in (r, g, b))
-        parts.append(f"\x1b[30;48;2;{r};{g};{b}m{_visible(unit)}\x1b[0m")
-    return " ".join(parts)
+        fill = background(s, maximum)
+        fg = ";".join(map(str, ink(fill)))
+        bg = ";".join(map(str, fill))
+        parts.append(f"\x1b[38;2;{fg};48;2;{bg}m{_visible(unit)}\x1b[0m")
+    header = " | ".join(f"{heading}: {_visible(value)}" for heading, value in columns(a))
+    footer = f"  {completeness(a)}; red raises F, blue lowers it, {_strength('text', maximum)}"
+    return "\n".join([header, " ".join(parts), footer])
+
+
+def _wrap(line: str, font: object, width: int) -> list[str]:
+    words, lines = line.split(" "), [""]
+    for word in words:
+        trial = f"{lines[-1]} {word}".strip()
+        if font.getlength(trial) <= width or not lines[-1]:  # type: ignore[attr-defined]
+            lines[-1] = trial
+        else:
+            lines.append(word)
+    return lines
 
 
 def picture(
@@ -109,49 +231,62 @@ def picture(
     level: str = "word",
     width: int = 720,
     font_size: int = 18,
+    scale: str = "text",
 ) -> np.ndarray:
     """The :func:`html` view as an RGB image (``uint8``, height × width × 3), for papers.
 
-    One block per text: its words on backgrounds blended from white towards the sign's
-    colour by ``|score|`` over the text's largest ``|score|``, wrapped to ``width``,
-    then a grey line with F(x), F(baseline) and the delta. Needs Pillow.
+    Per text: a line with Captum's columns, the words on their :func:`background`
+    (black or white text by :func:`ink`) wrapped to ``width``, and a grey line with the
+    completeness check and the maximum |score| the colours are relative to. At the
+    bottom, a colour bar from -max (blue, lowers F) to +max (red, raises F) with the
+    normalisation. Needs Pillow.
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    items = [attributions] if isinstance(attributions, TextAttribution) else list(attributions)
+    items = _items(attributions)
+    maxima = _maxima(items, level, scale)
     font = ImageFont.load_default(size=font_size)
-    small = ImageFont.load_default(size=max(8, font_size * 2 // 3))
-    pad, line = 6, font_size + 14
-    placed: list[tuple[int, int, str, tuple[int, int, int]]] = []
+    small = ImageFont.load_default(size=max(10, font_size * 2 // 3))
+    pad, line, small_line = 6, font_size + 14, max(10, font_size * 2 // 3) + 6
+    boxes: list[tuple[int, int, str, RGB]] = []
     notes: list[tuple[int, str]] = []
     y = pad
-    for a in items:
+    for a, maximum in zip(items, maxima, strict=True):
+        header = " · ".join(f"{heading}: {value}" for heading, value in columns(a))
+        for text in _wrap(header, small, width - 2 * pad):
+            notes.append((y, text))
+            y += small_line
         units, scores = a.units(level)
-        scale = float(scores.abs().max()) if len(scores) else 0.0
         x = pad
         for unit, s in zip(units, scores.tolist(), strict=True):
             w = int(font.getlength(unit)) + 2 * pad
             if x + w > width - pad and x > pad:
                 x, y = pad, y + line
-            (r, g, b), t = _blend(s, scale)
-            fill = tuple(round(255 + (c - 255) * t) for c in (r, g, b))
-            placed.append((x, y, unit, fill))  # type: ignore[arg-type]
+            boxes.append((x, y, unit, background(s, maximum)))
             x += w + 3
         y += line
-        notes.append(
-            (
-                y,
-                f"F(x) = {a.output:.4g}, F(baseline) = {a.baseline_output:.4g}, "
-                f"delta = {a.delta:.2g} ({a.baseline} baseline)",
-            )
-        )
-        y += line
-    image = Image.new("RGB", (width, y + pad), "white")
+        for text in _wrap(f"{completeness(a)}; {_strength(scale, maximum)}", small,
+                          width - 2 * pad):  # fmt: skip
+            notes.append((y, text))
+            y += small_line
+        y += small_line // 2
+    bar_y = y + pad
+    legend = _wrap(_legend(scale, maxima), small, width - 2 * pad)
+    image = Image.new("RGB", (width, bar_y + 14 + small_line * (len(legend) + 1) + pad), "white")
     draw = ImageDraw.Draw(image)
-    for x, y0, unit, fill in placed:
+    for x, y0, unit, fill in boxes:
         w = int(font.getlength(unit)) + 2 * pad
         draw.rounded_rectangle((x, y0, x + w, y0 + line - 4), radius=4, fill=fill)
-        draw.text((x + pad, y0 + 4), unit, fill="black", font=font)
+        draw.text((x + pad, y0 + 4), unit, fill=ink(fill), font=font)
+    grey = (85, 85, 85)  # 7.5:1 on white
     for y0, note in notes:
-        draw.text((pad, y0 + 2), note, fill=(90, 90, 90), font=small)
+        draw.text((pad, y0 + 2), note, fill=grey, font=small)
+    bar = min(width - 2 * pad, 256)
+    for i in range(bar):
+        draw.line((pad + i, bar_y, pad + i, bar_y + 12), fill=background(2 * i / (bar - 1) - 1, 1))
+    draw.text((pad, bar_y + 14), "-max: lowers F", fill=grey, font=small)
+    right = "+max: raises F"
+    draw.text((pad + bar - small.getlength(right), bar_y + 14), right, fill=grey, font=small)
+    for i, text in enumerate(legend):
+        draw.text((pad, bar_y + 14 + small_line * (i + 1)), text, fill=grey, font=small)
     return np.asarray(image, dtype=np.uint8).copy()

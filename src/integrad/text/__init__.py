@@ -12,6 +12,11 @@ model anything that takes ``inputs_embeds=`` and ``attention_mask=``. The drawin
 (``html``, ``terminal``, ``picture``) lives in :mod:`integrad.views.text` and is
 importable from here.
 
+A model without a classification head (a sentence encoder such as all-MiniLM-L6-v2
+loaded with ``AutoModel``) has no class score to explain: :func:`explain_text` refuses
+it unless ``score=`` says what to explain; :func:`explain_similarity` explains the
+similarity of two sentences instead.
+
 End to end, which words make two sentences similar (``python -m integrad.text``)::
 
     a, b = explain_similarity(model, tokenizer, "A man plays guitar.", "Someone is playing music.")
@@ -20,12 +25,13 @@ End to end, which words make two sentences similar (``python -m integrad.text``)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
 
-from ._tokens import (
+from .._inputs import Target
+from .._tokens import (
     BASELINE_KINDS,
     TOKEN_KINDS,
     TextAttribution,
@@ -34,8 +40,8 @@ from ._tokens import (
     merge_word_pieces,
     token_baselines,
 )
-from .integrated_gradients import explain
-from .views.text import html, picture, terminal
+from ..integrated_gradients import explain
+from ..views.text import html, picture, terminal
 
 __all__ = [
     "BASELINE_KINDS",
@@ -52,39 +58,69 @@ __all__ = [
 ]
 
 
-def _forward(model: Any, head: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+def _forward(model: Any, score: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     def forward(embeds: torch.Tensor, attention_mask: torch.Tensor, *rest: Any) -> torch.Tensor:
         out = model(inputs_embeds=embeds, attention_mask=attention_mask)
-        return head(out, attention_mask, *rest)
+        return score(out, attention_mask, *rest)
 
     return forward
 
 
-def _default_head(out: Any, attention_mask: torch.Tensor) -> torch.Tensor:
-    logits = getattr(out, "logits", None)
-    if logits is not None:
-        return logits
-    return mean_pool(out.last_hidden_state, attention_mask)
+def _logits(out: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+    return cast(torch.Tensor, out.logits)
+
+
+NO_HEAD = (
+    "the model has no classification head (its output has no .logits; e.g. AutoModel of a "
+    "sentence encoder such as all-MiniLM-L6-v2), so explain_text has no class score to "
+    "explain. Pass score=lambda out, attention_mask: ... giving the score to explain per "
+    "text (e.g. a classifier on integrad.text.mean_pool(out.last_hidden_state, "
+    "attention_mask)), or use integrad.text.explain_similarity to see which words make two "
+    "sentences similar"
+)
+
+
+def _names(names: Any) -> dict[int, str] | None:
+    if names is None:
+        return None
+    items = names.items() if hasattr(names, "items") else enumerate(names)
+    return {int(k): str(v) for k, v in items}
+
+
+def _per_example(values: Any, n: int, what: str) -> list[Any]:
+    if values is None:
+        return [None] * n
+    listed = values.tolist() if isinstance(values, torch.Tensor) else list(values)
+    if isinstance(values, str) or len(listed) != n:
+        raise ValueError(f"{what} must give one entry per text ({n}), got {values!r}")
+    return listed
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str) or not texts:
+        raise TypeError(f"texts must be a non-empty list of strings, got {texts!r}")
 
 
 def _attribute(
     model: Any,
     tokenizer: Any,
     texts: Sequence[str],
-    head: Callable[..., torch.Tensor],
+    score: Callable[..., torch.Tensor],
     extra: tuple[Any, ...],
     target: Any,
     baseline: str,
     n_steps: int,
     method: str,
     internal_batch_size: int | None,
+    output_kind: str | None = None,
+    labels: Sequence[Any] | None = None,
+    about: dict[str, Any] | None = None,
 ) -> list[TextAttribution]:
     if baseline not in BASELINE_KINDS:
         raise ValueError(
             f"baseline={baseline!r} is not known; choose one of {list(BASELINE_KINDS)}"
         )
-    if isinstance(texts, str) or not texts:
-        raise TypeError("texts must be a non-empty list of strings")
+    _check_texts(texts)
     enc = tokenizer(list(texts), padding=True, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     embedding = model.get_input_embeddings()
@@ -96,7 +132,7 @@ def _attribute(
         else:
             base = embedding(token_baselines(ids, tokenizer, baseline))
     exp = explain(
-        _forward(model, head),
+        _forward(model, score),
         embeds,
         baselines=base,
         target=target,
@@ -105,12 +141,20 @@ def _attribute(
         method=method,
         internal_batch_size=internal_batch_size,
         kind="text",
+        output_kind=output_kind,
     )
     per_token = cast(torch.Tensor, exp.attributions).sum(-1)  # one tensor in, one out
+    targets: list[tuple[int, ...] | None] = [None] * len(texts)
+    targets = list(Target(target, len(texts)).per_example or targets)
+
+    def at(values: torch.Tensor | None, i: int, kind: type) -> Any:
+        return None if values is None else kind(values[i])
+
     results = []
     for i, text in enumerate(texts):
         keep_i = mask[i].bool()
         word_ids = enc.word_ids(i) if hasattr(enc, "word_ids") and enc.encodings else None
+        index = targets[i]
         results.append(
             TextAttribution(
                 text=text,
@@ -133,6 +177,12 @@ def _attribute(
                 baseline_output=float(exp.baseline_output[i]),
                 delta=float(exp.delta[i]),
                 baseline=baseline,
+                target=None if index is None else (index[0] if len(index) == 1 else index),
+                predicted=at(exp.predicted, i, int),
+                probability=at(exp.probability, i, float),
+                predicted_probability=at(exp.predicted_probability, i, float),
+                label=None if labels is None else labels[i],
+                **(about or {}),
             )
         )
     return results
@@ -144,30 +194,66 @@ def explain_text(
     texts: Sequence[str],
     *,
     target: Any = None,
+    labels: Sequence[int | str] | torch.Tensor | None = None,
+    score: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
     head: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    output_kind: str | None = None,
+    label_names: Mapping[int, str] | Sequence[str] | None = None,
     baseline: str = "pad",
     n_steps: int = 50,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
 ) -> list[TextAttribution]:
-    """Token attributions of ``head(model(...))`` for each text, batched in one IG call.
+    """Token attributions of a classifier's logit (or of ``score``) for each text, in one IG call.
 
-    ``head(model_output, attention_mask)`` gives the explained outputs; by default the
-    model's ``logits`` if it has them, else the mean-pooled last hidden state. ``target``
-    picks one output per example, as everywhere in integrad. ``baseline`` is ``"pad"``,
-    ``"unk"``, ``"mask"`` or ``"zero"`` (zero embedding), special tokens kept.
+    By default the model's ``logits`` are explained at ``target`` (one class, or one per
+    text, as everywhere in integrad), and each result carries the predicted class and the
+    probabilities (softmax of the logits) of it and of the target, with class names from
+    ``model.config.id2label``. A model without a classification head (no ``.logits``,
+    e.g. a sentence encoder) raises: pass ``score(model_output, attention_mask)`` giving
+    the outputs to explain (``output_kind="logits"`` or ``"probabilities"`` if they are,
+    ``label_names=`` to name their classes), or use :func:`explain_similarity`. ``head=``
+    is the former name of ``score=`` and still works.
+
+    ``labels`` are the true labels (one per text) shown by the views. ``baseline`` is
+    ``"pad"``, ``"unk"``, ``"mask"`` or ``"zero"`` (zero embedding), special tokens kept.
+
+    >>> [a] = explain_text(classifier, tokenizer, ["a wonderful film"], target=1)  # doctest: +SKIP
+    >>> a.name(a.predicted), a.predicted_probability, a.attribution_score  # doctest: +SKIP
+    ('POSITIVE', 0.93, 2.71)
     """
+    _check_texts(texts)
+    if score is not None and head is not None:
+        raise TypeError("pass score= or head= (its former name), not both")
+    score = score if score is not None else head
+    true = _per_example(labels, len(texts), "labels")
+    about: dict[str, Any] = {"label_names": _names(label_names)}
+    if score is None:
+        enc = tokenizer(list(texts[:1]), return_tensors="pt")
+        with torch.no_grad():
+            out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        if getattr(out, "logits", None) is None:
+            raise ValueError(NO_HEAD)
+        output_kind = output_kind or "logits"
+        if label_names is None:
+            about["label_names"] = _names(getattr(getattr(model, "config", None), "id2label", None))
+        about["explained"] = "the logit of the attribution label"
+    else:
+        about["explained"] = "score(...) at the attribution label"
     return _attribute(
         model,
         tokenizer,
         texts,
-        head or _default_head,
+        score or _logits,
         (),
         target,
         baseline,
         n_steps,
         method,
         internal_batch_size,
+        output_kind,
+        true,
+        about,
     )
 
 
@@ -209,12 +295,16 @@ def explain_similarity(
         n_steps,
         method,
         None,
+        about={"explained": "cosine similarity to the other sentence"},
     )
     return a, b
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m integrad.text FIRST SECOND [--out page.html]`` with the offline MiniLM."""
+    """``python -m integrad.text FIRST SECOND [--out page.html]`` with the offline MiniLM.
+
+    ``python -m`` runs :mod:`integrad.text.__main__`, which calls this.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(description="Which words make two sentences similar.")
@@ -226,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", help="write an HTML page here")
     args = parser.parse_args(argv)
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # this process's own stderr: no "Loading weights" bar
 
     path = args.model
     if path is None:
@@ -239,15 +332,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for a in pair:
         print(terminal(a))
-        print(
-            f"  cos = {a.output:.4f}, cos(baseline) = {a.baseline_output:.4f}, "
-            f"sum of attributions = {float(a.scores.sum()):.4f}, delta = {a.delta:.2g}"
-        )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             f.write(html(pair, title="Which words make the two sentences similar"))
         print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()
