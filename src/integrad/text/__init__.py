@@ -70,7 +70,7 @@ def _logits(out: Any, attention_mask: torch.Tensor) -> torch.Tensor:
     return cast(torch.Tensor, out.logits)
 
 
-NO_HEAD = (
+_NO_HEAD = (
     "the model has no classification head (its output has no .logits; e.g. AutoModel of a "
     "sentence encoder such as all-MiniLM-L6-v2), so explain_text has no class score to "
     "explain. Pass score=lambda out, attention_mask: ... giving the score to explain per "
@@ -229,17 +229,18 @@ def explain_text(
     true = _per_example(labels, len(texts), "labels")
     about: dict[str, Any] = {"label_names": _names(label_names)}
     if score is None:
-        enc = tokenizer(list(texts[:1]), return_tensors="pt")
+        enc = tokenizer(list(texts[:1]), return_tensors="pt")  # one text shows the head
         with torch.no_grad():
-            out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            embeds = model.get_input_embeddings()(enc["input_ids"])
+            out = model(inputs_embeds=embeds, attention_mask=enc["attention_mask"])
         if getattr(out, "logits", None) is None:
-            raise ValueError(NO_HEAD)
+            raise ValueError(_NO_HEAD)
         output_kind = output_kind or "logits"
         if label_names is None:
             about["label_names"] = _names(getattr(getattr(model, "config", None), "id2label", None))
         about["explained"] = "the logit of the attribution label"
     else:
-        about["explained"] = "score(...) at the attribution label"
+        about["explained"] = "the score (score=) at the attribution label"
     return _attribute(
         model,
         tokenizer,
