@@ -217,10 +217,11 @@ def explain_text(
 
     ``labels`` are the true labels (one per text) shown by the views. ``baseline`` is
     ``"pad"``, ``"unk"``, ``"mask"`` or ``"zero"`` (zero embedding), special tokens kept.
+    With a HuggingFace classifier (``AutoModelForSequenceClassification``)::
 
-    >>> [a] = explain_text(classifier, tokenizer, ["a wonderful film"], target=1)  # doctest: +SKIP
-    >>> a.name(a.predicted), a.predicted_probability, a.attribution_score  # doctest: +SKIP
-    ('POSITIVE', 0.93, 2.71)
+        [a] = explain_text(classifier, tokenizer, ["a wonderful film"], target=1, labels=[1])
+        a.name(a.predicted), a.predicted_probability, a.attribution_score, a.delta
+        print(terminal(a))  # True Label | Predicted Label (p) | Attribution Label | Score
     """
     _check_texts(texts)
     if score is not None and head is not None:
