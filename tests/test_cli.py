@@ -249,6 +249,8 @@ def test_parquet_reads_or_names_pyarrow(workdir, capsys):
         ),
         (["--data", "data.txt", "--model", "{name}:bert", "--baselines", "zeros"], "'zeros'"),
         (["--target", "top"], "--target 'top' must be pred, label or a class number"),
+        (["--workers", "3"], "--workers 3 needs --backend ray"),
+        (["--workers", "0", "--backend", "ray"], "--workers 0 must be at least 1"),
     ],
 )
 def test_usage_errors_exit_2(workdir, capsys, args, message):

@@ -338,6 +338,14 @@ def test_errors_name_the_argument(tmp_path):
         integrad.run(_mlp(), X, out=tmp_path / "g")
     with pytest.raises(FileNotFoundError, match="no integrad run"):
         integrad.open_run(tmp_path / "h")
+    with pytest.raises(ValueError, match="backend='spark'"):
+        integrad.run(_mlp(), X, out=tmp_path / "i", backend="spark")
+    with pytest.raises(ValueError, match="workers=4 needs backend='ray'"):
+        integrad.run(_mlp(), X, out=tmp_path / "j", workers=4)
+    with pytest.raises(ValueError, match="workers must be a positive int or None, got 0"):
+        integrad.run(_mlp(), X, out=tmp_path / "k", backend="ray", workers=0)
+    with pytest.raises(ValueError, match=r"device=.cpu. needs the model as an nn\.Module"):
+        integrad.run(lambda x: x.sum(1, keepdim=True), X, out=tmp_path / "l", device="cpu")
 
 
 def test_a_later_format_version_is_refused(tmp_path):
@@ -353,6 +361,26 @@ def test_progress_lines_in_a_log(tmp_path, capsys):
     integrad.run(_mlp(), X, out=tmp_path, batch_size=4)
     err = capsys.readouterr().err
     assert "integrad run: 11/11 examples (100%)" in err and "examples/s" in err
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"),
+        ),
+    ],
+)
+@pytest.mark.parametrize("as_method", [False, True], ids=["module", "bound-forward"])
+def test_device_explains_with_a_copy_and_leaves_the_model_where_it_is(tmp_path, device, as_method):
+    model = _mlp()
+    forward = model.forward if as_method else model
+    run = integrad.run(forward, X, out=tmp_path, target=1, device=device, progress=False)
+    want = integrad.explain(model, X, target=1).attributions
+    torch.testing.assert_close(_all(run), want, rtol=1e-9, atol=1e-12)
+    assert next(model.parameters()).device.type == "cpu"
 
 
 def test_model_and_inputs_are_left_alone(tmp_path):
