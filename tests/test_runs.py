@@ -383,6 +383,72 @@ def test_device_explains_with_a_copy_and_leaves_the_model_where_it_is(tmp_path, 
     assert next(model.parameters()).device.type == "cpu"
 
 
+def _shard_bytes(out) -> int:
+    return sum(f.stat().st_size for f in (out / "shards").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("explainer", "options"),
+    [
+        ("ig", {"baselines": "max_entropy", "n_steps": 8}),
+        ("guided-ig", {"n_steps": 8}),
+        ("noise-tunnel", {"baselines": "max_entropy", "nt_samples": 2, "stdevs": 0.1}),
+        ("saliency", {}),
+    ],
+)
+def test_without_stored_inputs_they_are_read_from_the_data(tmp_path, explainer, options):
+    kw = {"explainer": explainer, "batch_size": 4, "progress": False, **options}
+    stored = integrad.run(_mlp(), X, out=tmp_path / "s", **kw)
+    lean = integrad.run(_mlp(), X, out=tmp_path / "l", store_inputs=False, **kw)
+    # Inputs and baselines take 1 byte a value (placeholders) instead of 8 (float64).
+    saved = _shard_bytes(tmp_path / "s") - _shard_bytes(tmp_path / "l")
+    assert saved > 2 * X.numel() * 6
+    reopened = integrad.open_run(tmp_path / "l", data=X.numpy())
+    for run in (lean, reopened):
+        for i in range(len(X)):
+            a, b = run[i], stored[i]
+            for field in ("attributions", "inputs", "baselines"):
+                torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=0, atol=0)
+    assert not reopened.stores_inputs and stored.stores_inputs
+    # The summary and global importance need no data.
+    alone = integrad.open_run(tmp_path / "l")
+    np.testing.assert_array_equal(alone.summary()["output"], stored.summary()["output"])
+    assert alone.global_importance(as_frame=False) == stored.global_importance(as_frame=False)
+    with pytest.raises(ValueError, match=r"did not store its inputs.*open_run\(path, data="):
+        alone[0]
+
+
+def test_without_stored_inputs_other_data_or_baselines_are_refused(tmp_path):
+    refs = REFS[:1]
+    integrad.run(_mlp(), X, out=tmp_path, baselines=refs, store_inputs=False, progress=False)
+    with pytest.raises(RunMismatchError, match="is not the data of the run"):
+        integrad.open_run(tmp_path, data=X + 1)
+    with pytest.raises(RunMismatchError, match="is not the data of the run"):
+        integrad.open_run(tmp_path, data=X[:5])
+    with pytest.raises(ValueError, match=r"pass its baselines= to integrad\.open_run"):
+        integrad.open_run(tmp_path, data=X)[0]
+    with pytest.raises(RunMismatchError, match="baselines= is not the run's"):
+        integrad.open_run(tmp_path, data=X, baselines=refs + 1)
+    run = integrad.open_run(tmp_path, data=X, baselines=refs)
+    torch.testing.assert_close(run[3].baselines, refs, rtol=0, atol=0)
+    torch.testing.assert_close(run[3].inputs, X[3:4], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("explainer", "options", "match"),
+    [
+        ("layer-ig", {"layer": "1"}, "explainer='layer-ig'"),
+        ("expected-gradients", {"baselines": REFS}, "explainer='expected-gradients'"),
+        ("ig", {"baselines": "uniform"}, "random baselines cannot be rebuilt"),
+    ],
+)
+def test_without_stored_inputs_unrebuildable_baselines_are_refused(
+    tmp_path, explainer, options, match
+):
+    with pytest.raises(ValueError, match=match):
+        integrad.run(_mlp(), X, out=tmp_path, explainer=explainer, store_inputs=False, **options)
+
+
 def test_model_and_inputs_are_left_alone(tmp_path):
     model = _mlp().train()
     x = X.clone()

@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Ray workers (processes, each with a model copy; default: one per CPU of the "
         "cluster, or per GPU with --device cuda); the local backend is one process",
     )
+    r.add_argument(
+        "--no-store-inputs",
+        action="store_true",
+        help="store attributions without inputs and baselines, which Python reads back "
+        "from the data: integrad.open_run(DIR, data=PATH) (ig, guided-ig, noise-tunnel, "
+        "saliency with non-random baselines)",
+    )
     r.add_argument("--no-progress", action="store_true", help="print no progress")
     i = commands.add_parser(
         "info",
@@ -246,6 +253,7 @@ def _run(args: argparse.Namespace) -> int:
         backend=args.backend,
         workers=args.workers,
         device=args.device if args.backend == "ray" else None,
+        store_inputs=not args.no_store_inputs,
         **options,
     )
     print(_info(open_run(finished.path)))

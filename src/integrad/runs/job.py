@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from ..baselines import BaselineStrategy
-from .explainers import EXPLAINERS, is_random
+from .explainers import EXPLAINERS, check_rereadable, is_random
 from .progress import Progress
-from .results import Run
+from .results import UNKNOWN, Run
 from .sources import source_of
-from .store import FORMAT_VERSION, Store
+from .store import FORMAT_VERSION, RunMismatchError, Store
 from .work import Job, explain_examples, model_of, on_device
 
 __all__ = ["RunInterrupted", "open_run", "run"]
@@ -156,6 +156,7 @@ def run(
     backend: str = "local",
     workers: int | None = None,
     device: str | None = None,
+    store_inputs: bool = True,
     **explain_options: Any,
 ) -> Run:
     """Explain every example of ``data`` with ``explainer``, stored in the directory ``out``.
@@ -192,6 +193,11 @@ def run(
     backend is one process. ``device`` (``"cpu"``, ``"cuda"``, ...): where the model
     runs; the local backend explains with a copy there, leaving the caller's model as
     it is; None keeps the model where it is.
+
+    ``store_inputs=False`` leaves inputs and baselines out of the shards (for the
+    explainers whose baselines are a function of the inputs: ig, guided-ig,
+    noise-tunnel, saliency, with non-random baselines); the returned Run reads them
+    from ``data``, and :func:`open_run` does given the same ``data``.
     """
     if explainer not in EXPLAINERS:
         raise ValueError(f"explainer={explainer!r}; choose one of {list(EXPLAINERS)}")
@@ -210,6 +216,10 @@ def run(
             f"workers={workers} needs backend='ray' (on one machine it starts a local Ray "
             "with that many worker processes); the local backend is one process"
         )
+    if not isinstance(store_inputs, bool):
+        raise TypeError(f"store_inputs must be a bool, got {type(store_inputs).__name__}")
+    if not store_inputs:
+        check_rereadable(explainer, explain_options)
     if "additional_forward_args" in explain_options:
         raise ValueError(
             "additional_forward_args is not supported by run: make them model "
@@ -228,6 +238,8 @@ def run(
         "feature_names": feature_names,
         "options": _canonical(explain_options, model),
     }
+    if not store_inputs:  # recorded only when off, so earlier runs' manifests still match
+        config["store_inputs"] = False
     manifest = {
         "format": "integrad.Run",
         "format_version": FORMAT_VERSION,
@@ -250,6 +262,7 @@ def run(
         is_random(explainer, explain_options),
         source.was_tuple,
         feature_names,
+        store_inputs,
     )
     with Progress(source.n, len(done), progress) as bar, _stop_after_batch() as stop:
 
@@ -272,9 +285,43 @@ def run(
                 job.forward_func = _local_copy(forward_func, device)
             for batch in source.batches(todo, batch_size):
                 stored(batch.ids, *explain_examples(job, batch))
-    return Run(store)
+    if store_inputs:
+        return Run(store)
+    return Run(store, data=source, baselines=explain_options.get("baselines"))
 
 
-def open_run(path: str | Path) -> Run:
-    """The run stored in the directory ``path`` (finished or not), read-only."""
-    return Run(Store.open(path))
+def open_run(
+    path: str | Path, data: Any = None, *, labels: Any = None, baselines: Any = UNKNOWN
+) -> Run:
+    """The run stored in the directory ``path`` (finished or not), read-only.
+
+    A run made with ``store_inputs=False`` needs ``data`` (the same data, in any form
+    :func:`run` accepts, with the same ``labels``) for ``run[i]``'s inputs; a different
+    one is refused (``RunMismatchError``). Its baselines are rebuilt from the recorded
+    option when that is a name or a number; pass the run's ``baselines=`` otherwise (a
+    tensor or callable; checked against the recorded one).
+    """
+    store = Store.open(path)
+    if data is None:
+        return Run(store)
+    if isinstance(data, (str, os.PathLike)):
+        data, labels, _ = _read_path(data, labels, None)
+    source = source_of(data, labels)
+    was = store.manifest["fingerprints"].get("data")
+    if source.n != store.n_examples or source.fingerprint() != was:
+        raise RunMismatchError(
+            f"data= is not the data of the run in {str(path)!r} ({source.n} examples, "
+            f"fingerprint {source.fingerprint()[:12]}...; the run: {store.n_examples}, "
+            f"{str(was)[:12]}...): its inputs cannot be read from it"
+        )
+    recorded = store.manifest["config"]["options"].get("baselines")
+    if baselines is UNKNOWN:
+        named = isinstance(recorded, str) and ":" not in recorded
+        if recorded is None or named or isinstance(recorded, (int, float)):
+            baselines = recorded
+    elif _canonical(baselines, None) != recorded:
+        raise RunMismatchError(
+            f"baselines= is not the run's ({_canonical(baselines, None)!r}; the run recorded "
+            f"{recorded!r})"
+        )
+    return Run(store, data=source, baselines=baselines)

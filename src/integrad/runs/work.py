@@ -146,6 +146,12 @@ def explain_examples(job: Job, batch: Batch) -> tuple[Explanation, dict[str, lis
         exp.extras["labels"] = batch.labels.cpu()
     if job.feature_names is not None:
         exp.extras.update(feature_names=list(job.feature_names), kind="table")
+    if not job.store_inputs:
+        # Placeholders of one byte per value: the safe loader wants inputs and baselines
+        # shaped like the attributions; the Run puts the data's examples in their place.
+        exp.extras["input_dtypes"] = [str(x.dtype).removeprefix("torch.") for x in xs]
+        stand_in = tuple(torch.zeros(x.shape, dtype=torch.bool) for x in xs)
+        exp.inputs = exp.baselines = stand_in if job.was_tuple else stand_in[0]
     changes = {
         f.name: _on_cpu(getattr(exp, f.name))
         for f in dataclasses.fields(exp)
