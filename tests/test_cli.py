@@ -162,6 +162,20 @@ def test_csv_with_a_label_column(workdir):
     ]
 
 
+def test_no_store_inputs_reads_them_back_from_the_data(workdir):
+    folder, name = workdir
+    base = ["run", "--model", f"{name}:build", "--data", "data.npz", "--no-progress"]
+    assert main([*base, "--out", "lean", "--no-store-inputs", "--baselines", "max_entropy"]) == 0
+    assert main([*base, "--out", "full", "--baselines", "max_entropy"]) == 0
+    lean = integrad.open_run(folder / "lean", data="data.npz")
+    full = integrad.open_run(folder / "full")
+    for i in range(len(X)):
+        for field in ("attributions", "inputs", "baselines"):
+            torch.testing.assert_close(getattr(lean[i], field), getattr(full[i], field))
+    with pytest.raises(ValueError, match="did not store its inputs"):
+        integrad.open_run(folder / "lean")[0]
+
+
 def test_npy_gives_the_npz_results(workdir):
     folder, name = workdir
     np.save(folder / "x.npy", X)
@@ -249,6 +263,8 @@ def test_parquet_reads_or_names_pyarrow(workdir, capsys):
         ),
         (["--data", "data.txt", "--model", "{name}:bert", "--baselines", "zeros"], "'zeros'"),
         (["--target", "top"], "--target 'top' must be pred, label or a class number"),
+        (["--workers", "3"], "--workers 3 needs --backend ray"),
+        (["--workers", "0", "--backend", "ray"], "--workers 0 must be at least 1"),
     ],
 )
 def test_usage_errors_exit_2(workdir, capsys, args, message):

@@ -338,6 +338,14 @@ def test_errors_name_the_argument(tmp_path):
         integrad.run(_mlp(), X, out=tmp_path / "g")
     with pytest.raises(FileNotFoundError, match="no integrad run"):
         integrad.open_run(tmp_path / "h")
+    with pytest.raises(ValueError, match="backend='spark'"):
+        integrad.run(_mlp(), X, out=tmp_path / "i", backend="spark")
+    with pytest.raises(ValueError, match="workers=4 needs backend='ray'"):
+        integrad.run(_mlp(), X, out=tmp_path / "j", workers=4)
+    with pytest.raises(ValueError, match="workers must be a positive int or None, got 0"):
+        integrad.run(_mlp(), X, out=tmp_path / "k", backend="ray", workers=0)
+    with pytest.raises(ValueError, match=r"device=.cpu. needs the model as an nn\.Module"):
+        integrad.run(lambda x: x.sum(1, keepdim=True), X, out=tmp_path / "l", device="cpu")
 
 
 def test_a_later_format_version_is_refused(tmp_path):
@@ -353,6 +361,92 @@ def test_progress_lines_in_a_log(tmp_path, capsys):
     integrad.run(_mlp(), X, out=tmp_path, batch_size=4)
     err = capsys.readouterr().err
     assert "integrad run: 11/11 examples (100%)" in err and "examples/s" in err
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"),
+        ),
+    ],
+)
+@pytest.mark.parametrize("as_method", [False, True], ids=["module", "bound-forward"])
+def test_device_explains_with_a_copy_and_leaves_the_model_where_it_is(tmp_path, device, as_method):
+    model = _mlp()
+    forward = model.forward if as_method else model
+    run = integrad.run(forward, X, out=tmp_path, target=1, device=device, progress=False)
+    want = integrad.explain(model, X, target=1).attributions
+    torch.testing.assert_close(_all(run), want, rtol=1e-9, atol=1e-12)
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def _shard_bytes(out) -> int:
+    return sum(f.stat().st_size for f in (out / "shards").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("explainer", "options"),
+    [
+        ("ig", {"baselines": "max_entropy", "n_steps": 8}),
+        ("guided-ig", {"n_steps": 8}),
+        ("noise-tunnel", {"baselines": "max_entropy", "nt_samples": 2, "stdevs": 0.1}),
+        ("saliency", {}),
+    ],
+)
+def test_without_stored_inputs_they_are_read_from_the_data(tmp_path, explainer, options):
+    kw = {"explainer": explainer, "batch_size": 4, "progress": False, **options}
+    stored = integrad.run(_mlp(), X, out=tmp_path / "s", **kw)
+    lean = integrad.run(_mlp(), X, out=tmp_path / "l", store_inputs=False, **kw)
+    # Inputs and baselines take 1 byte a value (placeholders) instead of 8 (float64).
+    saved = _shard_bytes(tmp_path / "s") - _shard_bytes(tmp_path / "l")
+    assert saved > 2 * X.numel() * 6
+    reopened = integrad.open_run(tmp_path / "l", data=X.numpy())
+    for run in (lean, reopened):
+        for i in range(len(X)):
+            a, b = run[i], stored[i]
+            for field in ("attributions", "inputs", "baselines"):
+                torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=0, atol=0)
+    assert not reopened.stores_inputs and stored.stores_inputs
+    # The summary and global importance need no data.
+    alone = integrad.open_run(tmp_path / "l")
+    np.testing.assert_array_equal(alone.summary()["output"], stored.summary()["output"])
+    assert alone.global_importance(as_frame=False) == stored.global_importance(as_frame=False)
+    with pytest.raises(ValueError, match=r"did not store its inputs.*open_run\(path, data="):
+        alone[0]
+
+
+def test_without_stored_inputs_other_data_or_baselines_are_refused(tmp_path):
+    refs = REFS[:1]
+    integrad.run(_mlp(), X, out=tmp_path, baselines=refs, store_inputs=False, progress=False)
+    with pytest.raises(RunMismatchError, match="is not the data of the run"):
+        integrad.open_run(tmp_path, data=X + 1)
+    with pytest.raises(RunMismatchError, match="is not the data of the run"):
+        integrad.open_run(tmp_path, data=X[:5])
+    with pytest.raises(ValueError, match=r"pass its baselines= to integrad\.open_run"):
+        integrad.open_run(tmp_path, data=X)[0]
+    with pytest.raises(RunMismatchError, match="baselines= is not the run's"):
+        integrad.open_run(tmp_path, data=X, baselines=refs + 1)
+    run = integrad.open_run(tmp_path, data=X, baselines=refs)
+    torch.testing.assert_close(run[3].baselines, refs, rtol=0, atol=0)
+    torch.testing.assert_close(run[3].inputs, X[3:4], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("explainer", "options", "match"),
+    [
+        ("layer-ig", {"layer": "1"}, "explainer='layer-ig'"),
+        ("expected-gradients", {"baselines": REFS}, "explainer='expected-gradients'"),
+        ("ig", {"baselines": "uniform"}, "random baselines cannot be rebuilt"),
+    ],
+)
+def test_without_stored_inputs_unrebuildable_baselines_are_refused(
+    tmp_path, explainer, options, match
+):
+    with pytest.raises(ValueError, match=match):
+        integrad.run(_mlp(), X, out=tmp_path, explainer=explainer, store_inputs=False, **options)
 
 
 def test_model_and_inputs_are_left_alone(tmp_path):

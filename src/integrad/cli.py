@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -119,7 +120,28 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
     r.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     r.add_argument(
-        "--backend", default="local", choices=["local"], help="where to run: local (this process)"
+        "--backend",
+        default="local",
+        choices=["local", "ray"],
+        help="local (default): this process, one batch after another; ray: a pool of "
+        "Ray workers, each with its own model copy (joins the running Ray cluster: "
+        "RAY_ADDRESS or `ray start` on this machine, else starts a local one; needs "
+        "integrad[ray])",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Ray workers (processes, each with a model copy; default: one per CPU of the "
+        "cluster, or per GPU with --device cuda); the local backend is one process",
+    )
+    r.add_argument(
+        "--no-store-inputs",
+        action="store_true",
+        help="store attributions without inputs and baselines, which Python reads back "
+        "from the data: integrad.open_run(DIR, data=PATH) (ig, guided-ig, noise-tunnel, "
+        "saliency with non-random baselines)",
     )
     r.add_argument("--no-progress", action="store_true", help="print no progress")
     i = commands.add_parser(
@@ -181,6 +203,15 @@ def _run(args: argparse.Namespace) -> int:
     from .runs import open_run, run
     from .runs.files import TEXT_SUFFIXES, read_data
 
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers} must be at least 1")
+    if args.backend == "local" and args.workers not in (None, 1):
+        raise UsageError(
+            f"--workers {args.workers} needs --backend ray (on one machine it starts a "
+            "local Ray with that many worker processes); the local backend is one process"
+        )
+    if args.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray needs Ray Data: pip install 'integrad[ray]'")
     model, tokenizer = _factory(args.model)(), None
     if isinstance(model, tuple) and len(model) == 2:
         model, tokenizer = model
@@ -195,7 +226,9 @@ def _run(args: argparse.Namespace) -> int:
             inputs, labels, feature_names = data.inputs, data.labels, data.feature_names
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
-    model = model.eval().to(args.device)
+    model = model.eval()
+    if args.backend == "local":
+        model = model.to(args.device)  # the CLI's own model: moved, not copied
     options: dict[str, Any] = {}
     for key, value in (
         ("method", args.rule),
@@ -217,6 +250,10 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=False if args.no_progress else None,
         feature_names=feature_names,
+        backend=args.backend,
+        workers=args.workers,
+        device=args.device if args.backend == "ray" else None,
+        store_inputs=not args.no_store_inputs,
         **options,
     )
     print(_info(open_run(finished.path)))

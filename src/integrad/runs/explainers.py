@@ -27,7 +27,14 @@ from ..integrated_gradients import IntegratedGradients, explain
 from ..layer import LayerIntegratedGradients
 from ..noise_tunnel import NoiseTunnel
 
-__all__ = ["EXPLAINERS", "explain_batch", "is_random", "target_outputs"]
+__all__ = [
+    "EXPLAINERS",
+    "check_rereadable",
+    "explain_batch",
+    "is_random",
+    "stored_baselines",
+    "target_outputs",
+]
 
 EXPLAINERS = (
     "ig",
@@ -55,6 +62,35 @@ def is_random(explainer: str, options: dict[str, Any]) -> bool:
         isinstance(b, _baselines.BaselineStrategy) and b.random
     )
     return explainer in ("noise-tunnel", "expected-gradients") or random_baseline
+
+
+REREADABLE = ("ig", "guided-ig", "noise-tunnel", "saliency")
+"""Explainers whose stored baselines are a function of the inputs, so a run may leave
+inputs and baselines out of its shards (``store_inputs=False``) and rebuild them."""
+
+
+def check_rereadable(explainer: str, options: dict[str, Any]) -> None:
+    """Raise unless inputs and baselines can be rebuilt from the data alone."""
+    if explainer not in REREADABLE:
+        raise ValueError(
+            f"store_inputs=False with explainer={explainer!r}: its inputs or baselines are not "
+            f"the data's (layer activations, reference means, blurred images); use one of "
+            f"{list(REREADABLE)} or store them"
+        )
+    if is_random("ig", {"baselines": options.get("baselines")}):  # the baselines alone
+        raise ValueError(
+            f"store_inputs=False with baselines={options.get('baselines')!r}: random baselines "
+            "cannot be rebuilt from the data; store them (store_inputs=True)"
+        )
+
+
+def stored_baselines(
+    explainer: str, baselines: Any, inputs: tuple[torch.Tensor, ...], was_tuple: bool
+) -> tuple[torch.Tensor, ...]:
+    """The baselines a :data:`REREADABLE` explainer stores for ``inputs``."""
+    if explainer == "saliency":
+        return tuple(torch.zeros_like(x) for x in inputs)
+    return _baselines.resolve(baselines, inputs, was_tuple)
 
 
 def _seeded_baselines(baselines: Any, generator: torch.Generator) -> Any:

@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
+import copy as copy_module
 import hashlib
 import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,32 +24,28 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._modules import owner
 from ..baselines import BaselineStrategy
-from ..explanation import Explanation
-from .explainers import EXPLAINERS, explain_batch, is_random
+from .explainers import EXPLAINERS, check_rereadable, is_random
 from .progress import Progress
-from .results import Run, concat
-from .sources import Batch, source_of
-from .store import FORMAT_VERSION, Store
+from .results import UNKNOWN, Run
+from .sources import source_of
+from .store import FORMAT_VERSION, RunMismatchError, Store
+from .work import Job, explain_examples, model_of, on_device
 
 __all__ = ["RunInterrupted", "open_run", "run"]
 
 TARGETS = ("pred", "label")
+BACKENDS = ("local", "ray")
 
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a run after its current batch; the same call resumes it."""
 
 
-def _model_of(forward_func: Callable[..., Any]) -> nn.Module | None:
-    return forward_func if isinstance(forward_func, nn.Module) else owner(forward_func)
-
-
 def model_fingerprint(forward_func: Callable[..., Any]) -> str:
     """sha256 of the model's class, parameter and buffer names, dtypes, shapes and values."""
     h = hashlib.sha256(b"integrad.run.model")
-    model = _model_of(forward_func)
+    model = model_of(forward_func)
     if model is None:  # a plain function: only its name can be recorded
         h.update(getattr(forward_func, "__qualname__", type(forward_func).__name__).encode())
         return h.hexdigest()
@@ -96,63 +92,19 @@ def _target_spec(target: Any) -> Any:
     return target
 
 
-def _example_seed(seed: int, example: int) -> int:
-    digest = hashlib.sha256(f"integrad.run:{seed}:{example}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def _placed(model: nn.Module | None, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """Inputs on the model's device; floating inputs in its floating dtype."""
-    param = next(iter(model.parameters()), None) if model is not None else None
-    if param is None:
-        return xs
-    return tuple(x.to(param.device, param.dtype if x.is_floating_point() else x.dtype) for x in xs)
-
-
-def _targets(target: Any, batch: Batch, model: Callable[..., Any], xs: tuple) -> Any:
-    if target == "label":
-        if batch.labels is None:
-            raise ValueError("target='label' needs labels: pass labels= or data with labels")
-        return batch.labels.to(xs[0].device)
-    if target == "pred" or callable(target):
-        with torch.no_grad():
-            out = model(*xs)
-        if target == "pred":
-            return out.reshape(out.shape[0], -1).argmax(dim=1)
-        chosen = torch.as_tensor(target(out), device=xs[0].device).long().reshape(-1)
-        if chosen.numel() != len(batch.ids):
-            raise ValueError(
-                f"the target callable gave {chosen.numel()} targets for a batch of {len(batch.ids)}"
-            )
-        return chosen
-    return target
-
-
-def _rows(exp: Explanation, batch: Batch, seconds: float) -> dict[str, list[Any]]:
-    n = len(batch.ids)
-    target = exp.target
-    targets = (
-        target.reshape(-1).tolist()
-        if isinstance(target, torch.Tensor) and target.numel() == n
-        else [target] * n
-    )
-
-    def floats(t: torch.Tensor | None) -> list[Any]:
-        return [None] * n if t is None else [float(v) for v in t.double()]
-
-    return {
-        "id": list(batch.ids),
-        "label": [None] * n if batch.labels is None else batch.labels.tolist(),
-        "target": targets,
-        "output": floats(exp.output),
-        "baseline_output": floats(exp.baseline_output),
-        "delta": floats(exp.delta),
-        "relative_delta": floats(exp.relative_delta),
-        "n_evals": [int(v) for v in exp.n_evals],
-        "converged": [None] * n if exp.converged is None else exp.converged.tolist(),
-        "error_estimate": floats(exp.error_estimate),
-        "seconds": [seconds / n] * n,
-    }
+def _local_copy(forward_func: Callable[..., Any], device: str) -> Callable[..., Any]:
+    """``forward_func`` on a copy of its model moved to ``device`` (the caller's stays)."""
+    model = model_of(forward_func)
+    if model is None or not (model is forward_func or hasattr(forward_func, "__func__")):
+        raise ValueError(
+            f"device={device!r} needs the model as an nn.Module or one of its methods; move "
+            "a plain function's model yourself and pass device=None"
+        )
+    copy = copy_module.deepcopy(model)
+    on_device(copy, device)
+    if model is forward_func:
+        return copy
+    return getattr(copy, forward_func.__name__)  # a bound method of the copy
 
 
 def _read_path(
@@ -201,6 +153,10 @@ def run(
     seed: int = 0,
     progress: bool | None = None,
     feature_names: list[str] | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    device: str | None = None,
+    store_inputs: bool = True,
     **explain_options: Any,
 ) -> Run:
     """Explain every example of ``data`` with ``explainer``, stored in the directory ``out``.
@@ -223,8 +179,25 @@ def run(
     ``batch_size`` (examples per explain call) may change between calls: random draws
     are seeded per example from ``seed`` and the example's id. ``progress``: a bar on a
     terminal, plain lines otherwise; False for none. ``feature_names`` (tables) are kept
-    with every shard for :meth:`Run.global_importance` and the views. Ctrl-C stops after the current
-    batch (raising :class:`RunInterrupted`).
+    with every shard for :meth:`Run.global_importance` and the views. Ctrl-C stops after the
+    current batch (raising :class:`RunInterrupted`).
+
+    ``backend="local"`` explains in this process, one batch after another (torch's
+    threads use the cores). ``backend="ray"`` runs the same job on Ray Data: a pool of
+    ``workers`` actors (default: one per CPU of the Ray cluster, or per GPU with
+    ``device="cuda"``), each with its own copy of the model on ``device`` (Ray assigns
+    each worker a GPU), while this process writes the store; it joins the Ray instance
+    that is running (``ray.init()`` earlier, ``RAY_ADDRESS``, or ``ray start`` on this
+    machine) or starts a local one. Both backends give the same results within float
+    tolerance and resume each other's runs. ``workers`` is for Ray only: the local
+    backend is one process. ``device`` (``"cpu"``, ``"cuda"``, ...): where the model
+    runs; the local backend explains with a copy there, leaving the caller's model as
+    it is; None keeps the model where it is.
+
+    ``store_inputs=False`` leaves inputs and baselines out of the shards (for the
+    explainers whose baselines are a function of the inputs: ig, guided-ig,
+    noise-tunnel, saliency, with non-random baselines); the returned Run reads them
+    from ``data``, and :func:`open_run` does given the same ``data``.
     """
     if explainer not in EXPLAINERS:
         raise ValueError(f"explainer={explainer!r}; choose one of {list(EXPLAINERS)}")
@@ -232,6 +205,21 @@ def run(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}; choose one of {list(BACKENDS)}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    if backend == "local" and workers not in (None, 1):
+        raise ValueError(
+            f"workers={workers} needs backend='ray' (on one machine it starts a local Ray "
+            "with that many worker processes); the local backend is one process"
+        )
+    if not isinstance(store_inputs, bool):
+        raise TypeError(f"store_inputs must be a bool, got {type(store_inputs).__name__}")
+    if not store_inputs:
+        check_rereadable(explainer, explain_options)
     if "additional_forward_args" in explain_options:
         raise ValueError(
             "additional_forward_args is not supported by run: make them model "
@@ -239,7 +227,7 @@ def run(
         )
     from .. import __version__
 
-    model = _model_of(forward_func)
+    model = model_of(forward_func)
     if isinstance(data, (str, os.PathLike)):
         data, labels, feature_names = _read_path(data, labels, feature_names)
     source = source_of(data, labels)
@@ -250,6 +238,8 @@ def run(
         "feature_names": feature_names,
         "options": _canonical(explain_options, model),
     }
+    if not store_inputs:  # recorded only when off, so earlier runs' manifests still match
+        config["store_inputs"] = False
     manifest = {
         "format": "integrad.Run",
         "format_version": FORMAT_VERSION,
@@ -263,40 +253,75 @@ def run(
     store = Store.create_or_resume(out, manifest)
     done = {i for s in store.shards for i in s.ids}
     todo = [i for i in range(source.n) if i not in done]
-    random = is_random(explainer, explain_options)
+    job = Job(
+        forward_func,
+        explainer,
+        target,
+        explain_options,
+        seed,
+        is_random(explainer, explain_options),
+        source.was_tuple,
+        feature_names,
+        store_inputs,
+    )
     with Progress(source.n, len(done), progress) as bar, _stop_after_batch() as stop:
-        for batch in source.batches(todo, batch_size):
-            started = time.perf_counter()
-            xs = _placed(model, batch.inputs)
-            t = _targets(target, batch, forward_func, xs)
-            gens = None
-            if random:
-                gens = [
-                    torch.Generator(xs[0].device).manual_seed(_example_seed(seed, i))
-                    for i in batch.ids
-                ]
-            parts = explain_batch(
-                explainer, forward_func, xs, source.was_tuple, t, explain_options, gens
-            )
-            exp = concat(parts) if len(parts) > 1 else parts[0]
-            seconds = time.perf_counter() - started
-            exp.extras["example_ids"] = torch.tensor(batch.ids, dtype=torch.long)
-            if batch.labels is not None:
-                exp.extras["labels"] = batch.labels.cpu()
-            if feature_names is not None:
-                exp.extras["feature_names"] = list(feature_names)
-                exp.kind = "table"
-            store.append(exp, batch.ids, _rows(exp, batch, seconds))
-            bar.advance(len(batch.ids))
+
+        def stored(ids: list[int], exp: Any, rows: dict[str, list[Any]]) -> None:
+            store.append(exp, ids, rows)
+            bar.advance(len(ids))
             if stop():
                 finished = sum(len(s.ids) for s in store.shards)
                 raise RunInterrupted(
                     f"interrupted after {finished} of {source.n} examples; the same call "
                     "resumes the run"
                 )
-    return Run(store)
+
+        if backend == "ray":
+            from .on_ray import run_on_ray
+
+            run_on_ray(job, source, todo, batch_size, workers, device, stored)
+        else:
+            if device is not None:
+                job.forward_func = _local_copy(forward_func, device)
+            for batch in source.batches(todo, batch_size):
+                stored(batch.ids, *explain_examples(job, batch))
+    if store_inputs:
+        return Run(store)
+    return Run(store, data=source, baselines=explain_options.get("baselines"))
 
 
-def open_run(path: str | Path) -> Run:
-    """The run stored in the directory ``path`` (finished or not), read-only."""
-    return Run(Store.open(path))
+def open_run(
+    path: str | Path, data: Any = None, *, labels: Any = None, baselines: Any = UNKNOWN
+) -> Run:
+    """The run stored in the directory ``path`` (finished or not), read-only.
+
+    A run made with ``store_inputs=False`` needs ``data`` (the same data, in any form
+    :func:`run` accepts, with the same ``labels``) for ``run[i]``'s inputs; a different
+    one is refused (``RunMismatchError``). Its baselines are rebuilt from the recorded
+    option when that is a name or a number; pass the run's ``baselines=`` otherwise (a
+    tensor or callable; checked against the recorded one).
+    """
+    store = Store.open(path)
+    if data is None:
+        return Run(store)
+    if isinstance(data, (str, os.PathLike)):
+        data, labels, _ = _read_path(data, labels, None)
+    source = source_of(data, labels)
+    was = store.manifest["fingerprints"].get("data")
+    if source.n != store.n_examples or source.fingerprint() != was:
+        raise RunMismatchError(
+            f"data= is not the data of the run in {str(path)!r} ({source.n} examples, "
+            f"fingerprint {source.fingerprint()[:12]}...; the run: {store.n_examples}, "
+            f"{str(was)[:12]}...): its inputs cannot be read from it"
+        )
+    recorded = store.manifest["config"]["options"].get("baselines")
+    if baselines is UNKNOWN:
+        named = isinstance(recorded, str) and ":" not in recorded
+        if recorded is None or named or isinstance(recorded, (int, float)):
+            baselines = recorded
+    elif _canonical(baselines, None) != recorded:
+        raise RunMismatchError(
+            f"baselines= is not the run's ({_canonical(baselines, None)!r}; the run recorded "
+            f"{recorded!r})"
+        )
+    return Run(store, data=source, baselines=baselines)

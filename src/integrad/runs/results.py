@@ -11,9 +11,14 @@ import torch
 
 from ..explanation import PER_EXAMPLE as _PER_EXAMPLE
 from ..explanation import Explanation
+from .explainers import stored_baselines
+from .sources import Source
 from .store import Store
 
-__all__ = ["Run", "concat", "example"]
+__all__ = ["UNKNOWN", "Run", "concat", "example"]
+
+UNKNOWN: Any = object()
+"""The baselines of a run that did not store its inputs, before anyone says what they are."""
 
 COLUMNS = (
     "id",
@@ -79,11 +84,22 @@ class Run:
     """The explanations of a dataset, stored in a run directory (see :func:`integrad.run`).
 
     ``len(run)`` is the number of examples in the data; ``run[i]`` the Explanation of
-    example ``i`` (batch dimension 1), read from its shard through the safe loader.
+    example ``i`` (batch dimension 1), read from its shard through the safe loader. A
+    run made with ``store_inputs=False`` reads each example's inputs from ``data`` (a
+    :class:`~integrad.runs.sources.Source` of the same data) and rebuilds its baselines
+    from ``baselines`` (the run's ``baselines=`` option).
     """
 
-    def __init__(self, store: Store, cache: int = 4) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cache: int = 4,
+        data: Source | None = None,
+        baselines: Any = UNKNOWN,
+    ) -> None:
         self.store = store
+        self._data = data
+        self._baselines = baselines
         self._where = {
             i: (k, row) for k, s in enumerate(store.shards) for row, i in enumerate(s.ids)
         }
@@ -140,10 +156,41 @@ class Run:
                 "call again to resume"
             )
         k, row = self._where[i]
-        return example(self._shard(k), row)
+        exp = example(self._shard(k), row)
+        return exp if self.stores_inputs else self._with_inputs(exp, i)
+
+    @property
+    def stores_inputs(self) -> bool:
+        """Whether the shards hold inputs and baselines (else they come from the data)."""
+        return self.store.manifest["config"].get("store_inputs", True) is not False
+
+    def _with_inputs(self, exp: Explanation, i: int) -> Explanation:
+        where = f"the run in {str(self.path)!r} did not store its inputs (store_inputs=False)"
+        if self._data is None:
+            raise ValueError(f"{where}: open it with integrad.open_run(path, data=...)")
+        if self._baselines is UNKNOWN:
+            raise ValueError(f"{where}: pass its baselines= to integrad.open_run with the data")
+        names = exp.extras.get("input_dtypes")
+        dtypes = [getattr(torch, n, None) if isinstance(n, str) else None for n in names or []]
+        batch = next(iter(self._data.batches([i], 1)))
+        if len(dtypes) != len(batch.inputs) or not all(isinstance(d, torch.dtype) for d in dtypes):
+            raise ValueError(f"{where}, and its shard records input dtypes {names!r}")
+        xs = tuple(x.to(d) for x, d in zip(batch.inputs, dtypes, strict=True))
+        explainer = self.config["explainer"]
+        was_tuple = bool(self.store.manifest.get("was_tuple"))
+        bs = stored_baselines(explainer, self._baselines, xs, was_tuple)
+        return dataclasses.replace(
+            exp,
+            inputs=xs if was_tuple else xs[0],
+            baselines=bs if was_tuple else bs[0],
+        )
 
     def shards(self) -> list[tuple[list[int], Explanation]]:
-        """Every shard as (example ids, batch Explanation), in the order written."""
+        """Every shard as (example ids, batch Explanation), in the order written.
+
+        As stored: in a run made with ``store_inputs=False`` their inputs and baselines
+        are one-byte placeholders (``run[i]`` has the data's).
+        """
         return [(s.ids, self._shard(k)) for k, s in enumerate(self.store.shards)]
 
     def summary(self) -> Any:
