@@ -331,3 +331,16 @@ def test_jsonl_labels_are_the_targets(workdir):
     assert main(["run", "--model", f"{name}:bert", *args, "--no-progress"]) == 0
     frame = integrad.open_run(folder / "j").summary()
     assert frame["target"].tolist() == [0, 1, 0, 1] == frame["label"].tolist()
+
+
+def test_report_writes_the_dataset_report(tmp_path, capsys):
+    model = torch.nn.Linear(4, 3).double()
+    x = torch.rand(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    integrad.run(model, x, out=tmp_path / "run", batch_size=4, progress=False)
+    page = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "run"), "--html", str(page)]) == 0
+    assert f"wrote {page}" in capsys.readouterr().out
+    assert "Worst converged (6 of 6)" in page.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as stopped:
+        main(["report", str(tmp_path / "missing"), "--html", str(page)])
+    assert stopped.value.code == 2 and "integrad: error:" in capsys.readouterr().err

@@ -144,6 +144,15 @@ def _parser() -> argparse.ArgumentParser:
         "saliency with non-random baselines)",
     )
     r.add_argument("--no-progress", action="store_true", help="print no progress")
+    rep = commands.add_parser(
+        "report",
+        help="summarise a run; --html writes the dataset report",
+        description="Print a run's summary; with --html, write the dataset report: deltas "
+        "and costs, worst-converged and most/least confident examples, mean attribution "
+        "per class.",
+    )
+    rep.add_argument("dir", metavar="DIR")
+    rep.add_argument("--html", metavar="FILE", help="write the dataset report to FILE")
     i = commands.add_parser(
         "info",
         help="what a run directory holds",
@@ -289,9 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         try:
-            print(_info(open_run(args.dir)))
+            run = open_run(args.dir)
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from None
+        print(_info(run))
+        if getattr(args, "html", None):
+            print(f"wrote {run.to_html(args.html)}")
         return 0
     except (UsageError, RunMismatchError) as e:
         parser.exit(2, f"integrad: error: {e}\n")

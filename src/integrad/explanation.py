@@ -76,6 +76,17 @@ class Explanation:
     def __repr__(self) -> str:
         return _describe(self)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: provenance, the per-example table and up to four thumbnails.
+
+        See :func:`integrad.views.notebook.summary`. There is no ``_repr_png_``: a
+        notebook stores every ``_repr_*_`` it finds, so a PNG would double what the
+        HTML already holds; ``plot()`` returns a figure that displays inline.
+        """
+        from .views.notebook import summary
+
+        return summary(self)
+
     def save(self, path: str | Path) -> Path:
         """Write tensors (safetensors, else npz) and a JSON sidecar; see :mod:`integrad.io`.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -207,6 +208,18 @@ class Run:
             for c in COLUMNS:
                 rows[c].extend(s.rows.get(c, [None] * len(s.ids)))
         return pd.DataFrame(rows).sort_values("id", kind="stable").reset_index(drop=True)
+
+    def to_html(self, path: str | Path, **options: Any) -> Path:
+        """Write the dataset report (:func:`integrad.views.dataset.to_html`); needs pandas.
+
+        Histograms of deltas and costs, the worst-converged examples, the most and least
+        confident examples drawn in their kind's view, the mean attribution per class.
+        """
+        from ..views.dataset import to_html
+
+        rows = self.summary().astype(object).where(lambda f: f.notna(), None).to_dict("list")
+        batches = ((s.ids, self._shard(k)) for k, s in enumerate(self.store.shards))
+        return to_html(path, rows, self.__getitem__, batches, **options)
 
     def global_importance(
         self, *, feature_names: Sequence[str] | None = None, as_frame: bool | None = None
