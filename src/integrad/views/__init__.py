@@ -59,7 +59,7 @@ def plot(exp: Explanation, kind: str | None = None, *, example: int = 0, **optio
     """A matplotlib figure of ``exp``'s ``example`` in the view for ``kind`` (default: guessed)."""
     kind = kind_of(exp, kind)
     if kind == "image":
-        from .images import figure
+        from .image_figures import figure
 
         return figure(exp, example, **options)
     if kind == "table":
