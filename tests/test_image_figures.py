@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import integrad
-from integrad.views import _png, image_figures, images
+from integrad.views import _png, image_figures
 
 matplotlib.use("Agg")
 
@@ -118,7 +118,8 @@ def test_every_captum_method_draws_every_layout(channels, method, sign):
     assert shown.shape[:2] == (8, 8)
     if method == "heat_map":
         limit = float(np.abs(shown).max())
-        norm = images.normalized(exp.attributions[0], sign, channel_axis=0 if channels else None)
+        axis = 0 if channels else None
+        norm = image_figures.normalized(exp.attributions[0], sign, channel_axis=axis)
         assert np.allclose(shown, norm * limit)
 
 
@@ -138,7 +139,7 @@ def test_normalisation_equals_captums(sign, outlier_perc):
     from captum.attr._utils.visualization import _normalize_attr
 
     attr = np.random.default_rng(0).standard_normal((12, 10, 3)) ** 3
-    ours = images.normalized(attr, sign, outlier_perc=outlier_perc)
+    ours = image_figures.normalized(attr, sign, outlier_perc=outlier_perc)
     assert np.array_equal(ours, _normalize_attr(attr.sum(axis=2), sign, outlier_perc))
 
 

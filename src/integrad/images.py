@@ -14,7 +14,7 @@ import torch
 from . import baselines as _baselines
 from .explanation import Explanation
 from .integrated_gradients import explain
-from .views.image_figures import figure, visualize_image_attr
+from .views.image_figures import figure, normalized, visualize_image_attr
 from .views.images import (
     aggregate_channels,
     channel_axis_of,
@@ -23,7 +23,6 @@ from .views.images import (
     heatmap,
     image_rgb,
     masked,
-    normalized,
     outlier_limit,
     overlay,
     shared_limit,

@@ -34,7 +34,6 @@ from .images import (
     aggregate_channels,
     channel_axis_of,
     image_rgb,
-    normalized,
     one_example,
     outlier_limit,
     overlay,
@@ -44,7 +43,7 @@ from .images import (
 if TYPE_CHECKING:
     from ..explanation import Explanation
 
-__all__ = ["METHODS", "colormap", "figure", "visualize_image_attr"]
+__all__ = ["METHODS", "colormap", "figure", "normalized", "visualize_image_attr"]
 
 METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling", "original_image")
 """Captum's ``ImageVisualizationMethod`` names."""
@@ -62,6 +61,32 @@ def colormap(sign: str, captum_colors: bool = False) -> Any:
     if sign == "all":
         return _png.diverging_cmap()
     return _png.sequential_cmap(_png.SIGN_COLOURS[sign])
+
+
+def normalized(
+    attributions: Any,
+    sign: str = "all",
+    *,
+    outlier_perc: float = 2.0,
+    clip: str | None = "cumsum",
+    how: str = "sum",
+    limit: float | None = None,
+    channel_axis: int | None = None,
+) -> np.ndarray:
+    """One image's attributions as colour positions, ``(height, width)`` in [-1, 1] or [0, 1].
+
+    Captum's ``_normalize_attr`` with its defaults (``how="sum"`` over channels, the
+    cumsum rule, ``outlier_perc``): ``"all"`` keeps the sign; ``"positive"``,
+    ``"negative"`` (as its magnitude) and ``"absolute"`` (also ``"absolute_value"``)
+    lie in [0, 1]. ``limit`` replaces the rule's limit; all zeros when it is 0.
+    """
+    sign = sign_name(sign)
+    values = _signed_part(aggregate_channels(attributions, how, channel_axis), sign)
+    if limit is None:
+        limit = outlier_limit(values, 100.0 - outlier_perc, clip)
+    if limit <= 0:
+        return np.zeros_like(values)
+    return np.clip(values / limit, -1.0, 1.0)
 
 
 def _check_method(method: str) -> None:

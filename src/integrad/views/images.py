@@ -17,8 +17,7 @@ and the result is coloured:
   limit, whether it is shared, and the completeness check.
 
 Captum's ``visualize_image_attr`` colours red negative and green positive; here red is
-positive. :mod:`integrad.views.image_figures` draws matplotlib figures with Captum's
-options, ``captum_colors=True`` among them.
+positive. :mod:`integrad.views.image_figures` has figures with Captum's options.
 
 >>> import numpy as np
 >>> a = np.zeros((1, 8, 8)); a[0, 0, 0], a[0, 7, 7] = 1.0, -1.0
@@ -52,7 +51,6 @@ __all__ = [
     "heatmap",
     "image_rgb",
     "masked",
-    "normalized",
     "one_example",
     "outlier_limit",
     "overlay",
@@ -180,32 +178,6 @@ def _signed_part(values: np.ndarray, sign: str) -> np.ndarray:
     if sign == "absolute":
         return np.abs(values)
     return values
-
-
-def normalized(
-    attributions: Any,
-    sign: str = "all",
-    *,
-    outlier_perc: float = 2.0,
-    clip: str | None = "cumsum",
-    how: str = "sum",
-    limit: float | None = None,
-    channel_axis: int | None = None,
-) -> np.ndarray:
-    """One image's attributions as colour positions, ``(height, width)`` in [-1, 1] or [0, 1].
-
-    Captum's ``_normalize_attr`` with its defaults (``how="sum"`` over channels, the
-    cumsum rule, ``outlier_perc``): ``"all"`` keeps the sign; ``"positive"``,
-    ``"negative"`` (as its magnitude) and ``"absolute"`` (also ``"absolute_value"``)
-    lie in [0, 1]. ``limit`` replaces the rule's limit; all zeros when it is 0.
-    """
-    sign = sign_name(sign)
-    values = _signed_part(aggregate_channels(attributions, how, channel_axis), sign)
-    if limit is None:
-        limit = outlier_limit(values, 100.0 - outlier_perc, clip)
-    if limit <= 0:
-        return np.zeros_like(values)
-    return np.clip(values / limit, -1.0, 1.0)
 
 
 def heatmap(
