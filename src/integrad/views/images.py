@@ -440,7 +440,7 @@ def gallery(
         else:
             caption = f"#{i}"
         own = limit if limit is not None else outlier_limit(summed, percentile, clip)
-        note = f"delta {float(exp.delta[i]):.2g}" + ("" if shared_scale else f" ±{own:.2g}")
+        note = ("" if shared_scale else f"±{own:.2g}, ") + f"delta {float(exp.delta[i]):.2g}"
         top = _png.titled(image_rgb(image, scale=s, channel_axis=_axis(image)), caption)
         bottom = _png.titled(heatmap(summed, scale=s, limit=own), note)
         cells.append(_png.grid([[top], [bottom]], gap=2))
