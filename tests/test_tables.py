@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,3 +133,25 @@ def test_bad_tables_are_named():
         tables.tabular(linear(), train, training_data=train.iloc[:, :3])
     with pytest.raises(ValueError, match=r"must be 2-d \(rows, features\)"):
         tables.tabular(linear(), np.zeros((2, 2, 4)))
+
+
+def test_bar_charts_say_what_they_show_and_draw_into_the_callers_axes():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    train = data()
+    exp = tables.tabular(linear(), train.iloc[:2], training_data=train, n_steps=4)
+    owner = Figure()
+    FigureCanvasAgg(owner)
+    left, right = owner.subplots(1, 2)
+    assert tables.bar_chart(exp, 1, top=2, ax=left) is owner
+    assert tables.importance_chart(exp, ax=right) is owner
+    assert len(owner.axes) == 2 and len(left.patches) == 2 and len(right.patches) == 4
+    assert left.get_title().startswith("Integrated Gradients (gausslegendre) of the output")
+    assert "row 1, top 2 by |attribution|" in left.get_title()
+    assert "contribution to F(x) - F(x') (units of F): red raises F" in left.get_xlabel()
+    assert f"delta = {float(exp.delta[1]):.2g}" in left.get_xlabel()
+    assert "mean |attribution| over rows (units of F)" in right.get_xlabel()
+    owner.canvas.draw()
+    pixels = np.asarray(owner.canvas.buffer_rgba())[..., :3]
+    assert (pixels[: pixels.shape[0] // 10] < 80).any()  # title text in the top band

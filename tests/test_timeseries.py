@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot
 import numpy as np
 import pytest
 import torch
@@ -73,3 +74,25 @@ def test_figure_shows_series_bars_and_heatmap():
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match=r"must be \(batch, time\) or \(batch, time, features\)"):
         timeseries.per_time(torch.zeros(1, 2, 3, 4))
+
+
+def test_figure_is_titled_with_a_scaled_colour_bar_and_draws_into_a_given_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = torch.randn(2, 10, 3, generator=torch.Generator().manual_seed(0))
+    exp = integrad.explain(Windows(), x, n_steps=4, kind="timeseries")
+    owner = Figure(figsize=(8, 7))
+    FigureCanvasAgg(owner)
+    assert timeseries.figure(exp, 1, fig=owner) is owner
+    bar = owner.axes[3]
+    assert "units of F" in bar.get_ylabel() and "red raises F" in bar.get_ylabel()
+    limit = float(exp.attributions[1].abs().max())
+    assert bar.get_ylim() == pytest.approx((-limit, limit))
+    assert f"colour limit ±{limit:.3g}" in owner.get_supxlabel()
+    assert owner.get_suptitle().startswith("Integrated Gradients (gausslegendre) of the output")
+    owner.canvas.draw()
+    pixels = np.asarray(owner.canvas.buffer_rgba())[..., :3].astype(int)
+    box = bar.get_window_extent()
+    column = pixels[int(pixels.shape[0] - box.y1) + 2, int((box.x0 + box.x1) / 2)]
+    assert np.abs(column - _png.POSITIVE).max() <= 12  # the bar's top is the diverging map's red

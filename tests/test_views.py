@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot
 import pytest
 import torch
 
@@ -16,13 +17,14 @@ def flat_model(features: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, 2))
 
 
-# Every valid input shape, with and without kind=: (shape, kind given, view, axes drawn).
+# Every valid input shape, with and without kind=: (shape, kind given, view, axes drawn:
+# an image has four panels and two colour bars, a series three panels and one).
 # Grayscale (batch, H, W) images and univariate (batch, T) series were drawn as a series
 # and a table when the kind was guessed from the shape.
 SHAPES = [
-    ((2, 1, 6, 6), None, "image", 5),
-    ((2, 3, 6, 6), "image", "image", 5),
-    ((2, 6, 6), "image", "image", 5),
+    ((2, 1, 6, 6), None, "image", 6),
+    ((2, 3, 6, 6), "image", "image", 6),
+    ((2, 6, 6), "image", "image", 6),
     ((2, 5), None, "table", 1),
     ((2, 5), "table", "table", 1),
     ((2, 12), "timeseries", "timeseries", 4),
@@ -48,7 +50,7 @@ def test_three_dimensional_inputs_without_a_kind_ask_for_one():
         with pytest.raises(ValueError, match=r"\(2, 6, 6\) may be grayscale images.*kind="):
             draw()
     fig = exp.plot(kind="image")  # said at drawing time
-    assert len(fig.axes) == 5
+    assert len(fig.axes) == 6
     matplotlib.pyplot.close(fig)
 
 
@@ -96,3 +98,25 @@ def test_import_integrad_needs_no_optional_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind", ["image", "table", "timeseries"])
+def test_every_figure_says_what_was_explained_and_returns_an_unregistered_figure(kind):
+    shape = {"image": (2, 1, 6, 6), "table": (2, 5), "timeseries": (2, 12, 3)}[kind]
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    features = int(torch.tensor(shape[1:]).prod())
+    exp = integrad.explain(
+        flat_model(features), x, target=1, n_steps=4, kind=kind, output_kind="logits"
+    )
+    fig = exp.plot(example=1, class_names=["no", "yes"])
+    words = " ".join(
+        [fig.get_suptitle(), fig.get_supxlabel()]
+        + [t for ax in fig.axes for t in (ax.get_title(), ax.get_xlabel(), ax.get_ylabel())]
+    )
+    predicted = int(exp.predicted[1])
+    assert "target 1 'yes'" in words and f"predicted {predicted} " in words
+    assert f"(p {float(exp.predicted_probability[1]):.2f})" in words
+    assert "units of F" in words and "red raises F" in words
+    assert f"delta = {float(exp.delta[1]):.2g}" in words
+    # Not a pyplot figure: a notebook shows the returned value once, nothing to close.
+    assert fig not in map(matplotlib.pyplot.figure, matplotlib.pyplot.get_fignums())

@@ -14,21 +14,24 @@ import torch
 from . import baselines as _baselines
 from .explanation import Explanation
 from .integrated_gradients import explain
+from .views.image_figures import figure, normalized, visualize_image_attr
 from .views.images import (
     aggregate_channels,
+    channel_axis_of,
     comparison,
-    figure,
     gallery,
     heatmap,
     image_rgb,
     masked,
     outlier_limit,
     overlay,
+    shared_limit,
     side_by_side,
 )
 
 __all__ = [
     "aggregate_channels",
+    "channel_axis_of",
     "compare_baselines",
     "comparison",
     "figure",
@@ -36,9 +39,12 @@ __all__ = [
     "heatmap",
     "image_rgb",
     "masked",
+    "normalized",
     "outlier_limit",
     "overlay",
+    "shared_limit",
     "side_by_side",
+    "visualize_image_attr",
 ]
 
 

@@ -56,10 +56,21 @@ def kind_of(exp: Explanation, kind: str | None = None) -> str:
 
 
 def plot(exp: Explanation, kind: str | None = None, *, example: int = 0, **options: Any) -> Any:
-    """A matplotlib figure of ``exp``'s ``example`` in the view for ``kind`` (default: guessed)."""
+    """A matplotlib Figure of ``exp``'s ``example`` in the view for ``kind`` (default: guessed).
+
+    ``options`` go to :func:`integrad.views.image_figures.figure` (``method``, ``sign``,
+    ``cmap``, ``show_colorbar``, ``outlier_perc``, ``captum_colors``, ``ax``, ...),
+    :func:`integrad.views.tables.bar_chart` (``top``, ``ax``, ...) or
+    :func:`integrad.views.timeseries.figure` (``fig``, ...); all take ``class_names``
+    and ``use_pyplot``. Every figure is titled with what was explained, has its scale
+    in units of F with the sign convention (red raises F, blue lowers it), and states
+    F(x), F(x') and the completeness delta. The Figure is not a pyplot one unless
+    ``use_pyplot=True``: a notebook displays the returned value once; save it with
+    ``fig.savefig(path)``.
+    """
     kind = kind_of(exp, kind)
     if kind == "image":
-        from .images import figure
+        from .image_figures import figure
 
         return figure(exp, example, **options)
     if kind == "table":

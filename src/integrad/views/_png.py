@@ -1,7 +1,12 @@
-"""PNG output and the colour maps every view uses; numpy is enough, Pillow is used if present.
+"""PNG output, the colour maps and legends every view uses; numpy is enough, Pillow if present.
 
 Pixels are uint8 ``(height, width, 3)`` arrays. PNGs are encoded by Pillow when it is
-installed and otherwise by the stdlib writer below; titles are drawn only with Pillow.
+installed and otherwise by the stdlib writer below; text (titles, captions, a legend's
+numbers) is drawn only with Pillow, the colour bars and tick marks always.
+
+>>> bar = legend(0.5, "attribution (units of F): red raises F, blue lowers it")
+>>> bar.shape[1], bar.dtype
+(240, dtype('uint8'))
 """
 
 from __future__ import annotations
@@ -96,6 +101,33 @@ def diverging_cmap() -> Any:
     )
 
 
+def sequential_cmap(colour: np.ndarray) -> Any:
+    """:func:`sequential` (white to ``colour``) as a matplotlib colormap."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("integrad-sequential", [NEUTRAL / 255, colour / 255])
+
+
+def new_figure(size: tuple[float, float], use_pyplot: bool = False) -> Any:
+    """A constrained-layout matplotlib Figure of ``size`` inches.
+
+    Without pyplot (the default) the figure is not registered anywhere: returned as a
+    notebook cell's value it displays once, it needs no closing, and ``savefig`` works
+    (an Agg canvas is attached). ``use_pyplot=True`` makes a pyplot figure, for
+    ``plt.show()`` in scripts.
+    """
+    if use_pyplot:
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=size, layout="constrained")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def sequential(
     values: np.ndarray, limit: float | None = None, colour: np.ndarray = ABSOLUTE
 ) -> np.ndarray:
@@ -116,20 +148,113 @@ def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
     return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def titled(rgb: np.ndarray, title: str, height: int = 20) -> np.ndarray:
-    """``rgb`` under a white strip with ``title`` (the strip stays blank without Pillow)."""
-    strip = np.full((height, rgb.shape[1], 3), WHITE, dtype=np.uint8)
+def _text_strip(width: int, text: str, height: int) -> np.ndarray:
+    """A white ``(height, width, 3)`` strip with ``text`` in black (blank without Pillow)."""
+    strip = np.full((height, width, 3), WHITE, dtype=np.uint8)
     try:
         from PIL import Image, ImageDraw, ImageFont
     except ImportError:
-        return np.concatenate([strip, rgb], axis=0)
+        return strip
     image = Image.fromarray(strip, "RGB")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(8, height - 7))
-    while title and draw.textlength(title, font=font) > rgb.shape[1] - 4:
-        title = title[:-2] + "…" if len(title) > 2 else ""
-    draw.text((2, 2), title, fill=(0, 0, 0), font=font)
-    return np.concatenate([np.asarray(image), rgb], axis=0)
+    while text and draw.textlength(text, font=font) > width - 4:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    draw.text((2, 2), text, fill=(0, 0, 0), font=font)
+    return np.asarray(image)
+
+
+def titled(rgb: np.ndarray, title: str, height: int = 20) -> np.ndarray:
+    """``rgb`` under a white strip with ``title`` (the strip stays blank without Pillow)."""
+    return np.concatenate([_text_strip(rgb.shape[1], title, height), rgb], axis=0)
+
+
+def _wrapped(text: str, width: int, height: int) -> list[str]:
+    """``text`` broken at spaces into lines that fit ``width`` pixels at the strip's font."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        return [text]
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = ImageFont.load_default(size=max(8, height - 7))
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width - 4:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def captioned(rgb: np.ndarray, lines: list[str], height: int = 16) -> np.ndarray:
+    """``rgb`` over white strips of ``lines``, wrapped to its width (blank without Pillow)."""
+    width = rgb.shape[1]
+    strips = [
+        _text_strip(width, part, height) for line in lines for part in _wrapped(line, width, height)
+    ]
+    return np.concatenate([rgb, *strips], axis=0)
+
+
+SIGN_COLOURS = {"absolute": ABSOLUTE, "positive": POSITIVE, "negative": NEGATIVE}
+"""The colour at full strength of each one-sided view (``"all"`` is :func:`diverging`)."""
+
+
+def legend(limit: float | None, label: str, sign: str = "all", *, width: int = 240) -> np.ndarray:
+    """A colour bar for the heatmaps of ``sign``, as uint8 RGB ``(height, width, 3)``.
+
+    The bar runs from -``limit`` (blue) through 0 (white) to +``limit`` (red) for
+    ``sign="all"``; from 0 (white) to ``limit`` (purple for ``"absolute"``: the white→purple
+    map is |a|; red for ``"positive"``) or to -``limit`` (blue, ``"negative"``). Tick
+    marks at both ends and at 0 are always drawn; with Pillow the ticks carry their
+    values (``limit=None``: the symbols -L, 0, +L, for per-image scales) and ``label``
+    (units and sign convention) is written under the bar.
+    """
+    if sign != "all" and sign not in SIGN_COLOURS:
+        raise ValueError(f"sign={sign!r} has no legend; choose one of {['all', *SIGN_COLOURS]}")
+    margin, bar, tick = 4, 12, 4
+    span = width - 2 * margin
+    if span < 8:
+        raise ValueError(f"width={width} is too narrow for a legend (at least {2 * margin + 8})")
+    ramp = np.linspace(-1.0, 1.0, span) if sign == "all" else np.linspace(0.0, 1.0, span)
+    row = diverging(ramp, 1.0) if sign == "all" else sequential(ramp, 1.0, SIGN_COLOURS[sign])
+    out = np.full((bar + tick + 2, width, 3), WHITE, dtype=np.uint8)
+    out[:bar, margin : margin + span] = row[None]
+    marks = (
+        [margin, margin + span // 2, margin + span - 1]
+        if sign == "all"
+        else [
+            margin,
+            margin + span - 1,
+        ]
+    )
+    for column in marks:
+        out[bar : bar + tick, column] = 0
+    if limit is None:
+        ends = ("-L", "+L") if sign == "all" else ("0", "-L" if sign == "negative" else "L")
+    else:
+        high = f"{limit:.3g}"
+        low = f"-{high}"
+        ends = (low, f"+{high}") if sign == "all" else ("0", low if sign == "negative" else high)
+    names = [ends[0], "0", ends[1]] if sign == "all" else list(ends)
+    numbers = _tick_labels(width, [(c, n) for c, n in zip(marks, names, strict=True)])
+    return np.concatenate([out, numbers, _text_strip(width, label, 15)], axis=0)
+
+
+def _tick_labels(width: int, ticks: list[tuple[int, str]], height: int = 13) -> np.ndarray:
+    """``text`` centred under each ``(column, text)``, kept inside the strip."""
+    strip = np.full((height, width, 3), WHITE, dtype=np.uint8)
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        return strip
+    image = Image.fromarray(strip, "RGB")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=height - 2)
+    for column, text in ticks:
+        size = draw.textlength(text, font=font)
+        left = min(max(0.0, column - size / 2), width - size)
+        draw.text((left, 0), text, fill=(0, 0, 0), font=font)
+    return np.asarray(image)
 
 
 def grid(rows: list[list[np.ndarray]], gap: int = 6) -> np.ndarray:

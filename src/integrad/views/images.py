@@ -1,22 +1,31 @@
-"""Image views of attributions as uint8 RGB arrays: numpy only, Pillow for titles if present.
+"""Image views of attributions as uint8 RGB arrays: numpy only, Pillow for text if present.
 
-Attributions of one image are ``(channels, height, width)`` (PyTorch's layout) or
-``(height, width)``. Channels are first aggregated to one value per pixel, the colour
-scale is set by an outlier-robust limit, and the result is coloured:
+Attributions of one image are ``(channels, height, width)`` (PyTorch's layout),
+``(height, width, channels)`` (numpy's and Captum's) or ``(height, width)``; which axis
+holds the channels is read from the shape when it can be told and asked for
+(``channel_axis=``) when it cannot (:func:`channel_axis_of`). Channels are first
+aggregated to one value per pixel, the colour scale is set by an outlier-robust limit,
+and the result is coloured:
 
-- ``heatmap(a, sign="all")``: diverging, red positive, blue negative, white exactly at 0;
+- ``heatmap(a, sign="all")``: diverging, red positive (raises F), blue negative (lowers
+  F), white exactly at 0; an array of the picture alone, no scale drawn in;
 - ``sign="absolute" | "positive" | "negative"``: white to purple / red / blue;
 - :func:`overlay`: the image blended with the signed colours where attributions are large;
 - :func:`masked`: the image showing only its top-k% pixels by attribution;
-- :func:`side_by_side`, :func:`comparison`, :func:`gallery`: titled layouts of these.
+- :func:`side_by_side`, :func:`comparison`, :func:`gallery`: titled layouts of these, each
+  with a legend (:func:`integrad.views._png.legend`) and a caption stating the colour
+  limit, whether it is shared, and the completeness check.
 
-:func:`figure` draws the side-by-side view with matplotlib (an optional extra).
+Captum's ``visualize_image_attr`` colours red negative and green positive; here red is
+positive. :mod:`integrad.views.image_figures` has figures with Captum's options.
 
 >>> import numpy as np
->>> a = np.zeros((1, 4, 4)); a[0, 0, 0], a[0, 3, 3] = 1.0, -1.0
+>>> a = np.zeros((1, 8, 8)); a[0, 0, 0], a[0, 7, 7] = 1.0, -1.0
 >>> rgb = heatmap(a, clip=None)
->>> rgb.shape, rgb[0, 0].tolist(), rgb[3, 3].tolist(), rgb[1, 1].tolist()
-((4, 4, 3), [178, 24, 43], [33, 102, 172], [247, 247, 247])
+>>> rgb.shape, rgb[0, 0].tolist(), rgb[7, 7].tolist(), rgb[1, 1].tolist()
+((8, 8, 3), [178, 24, 43], [33, 102, 172], [247, 247, 247])
+>>> heatmap(np.zeros((32, 32, 3))).shape  # channels last, as numpy and Captum hold them
+(32, 32, 3)
 """
 
 from __future__ import annotations
@@ -27,28 +36,34 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from . import _png
+from . import _captions, _png
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
 
 __all__ = [
     "AGGREGATIONS",
+    "CHANNEL_COUNTS",
     "aggregate_channels",
+    "channel_axis_of",
     "comparison",
-    "figure",
     "gallery",
     "heatmap",
     "image_rgb",
     "masked",
+    "one_example",
     "outlier_limit",
     "overlay",
+    "shared_limit",
     "side_by_side",
+    "sign_name",
 ]
 
 AGGREGATIONS = ("sum", "abs_sum", "max_abs", "l2")
 SIGNS = ("all", "absolute", "positive", "negative")
 CLIPS = ("cumsum", "percentile", None)
+CHANNEL_COUNTS = (1, 3, 4)
+"""How many channels an image has (gray, RGB, RGBA): what :func:`channel_axis_of` looks for."""
 
 
 def _numpy(values: Any) -> np.ndarray:
@@ -60,15 +75,42 @@ def _numpy(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def _channel_axis(shape: tuple[int, ...], channel_axis: int | None) -> int | None:
+def sign_name(sign: str, allowed: Sequence[str] = SIGNS) -> str:
+    """``sign`` in our spelling (Captum's ``"absolute_value"`` is ``"absolute"``), checked."""
+    sign = "absolute" if sign == "absolute_value" else sign
+    if sign not in allowed:
+        raise ValueError(f"sign={sign!r} is not a view; choose one of {list(allowed)}")
+    return sign
+
+
+def channel_axis_of(shape: tuple[int, ...], channel_axis: int | None = None) -> int | None:
+    """The channel axis of one image's array of ``shape`` (None for ``(height, width)``).
+
+    ``channel_axis`` wins when given. Otherwise a 3-d array is channels-first
+    ``(C, H, W)`` (PyTorch) when only its first axis has 1, 3 or 4 entries and
+    channels-last ``(H, W, C)`` (numpy, PIL, Captum's ``visualize_image_attr``) when only
+    its last one has; any other 3-d shape raises, asking for ``channel_axis=``.
+    """
     if len(shape) == 2:
         return None
     if len(shape) != 3:
         raise ValueError(
-            f"an image's attributions must be (channels, height, width) or (height, width), "
-            f"got shape {shape}"
+            f"an image's attributions must be (channels, height, width), (height, width, "
+            f"channels) or (height, width), got shape {shape}"
         )
-    return 0 if channel_axis is None else channel_axis
+    if channel_axis is not None:
+        if not -3 <= channel_axis < 3:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for shape {shape}")
+        return channel_axis % 3
+    first, last = shape[0] in CHANNEL_COUNTS, shape[-1] in CHANNEL_COUNTS
+    if first and not last:
+        return 0
+    if last and not first:
+        return 2
+    raise ValueError(
+        f"cannot tell the channel axis of an image of shape {shape}; pass channel_axis=0 "
+        "for (channels, height, width) or channel_axis=-1 for (height, width, channels)"
+    )
 
 
 def aggregate_channels(
@@ -78,10 +120,10 @@ def aggregate_channels(
 
     ``how``: ``"sum"`` (signed; completeness still holds over pixels), ``"max_abs"``
     (signed: the channel with the largest magnitude), ``"abs_sum"`` and ``"l2"``
-    (magnitudes, non-negative). ``channel_axis`` defaults to 0 for 3-d input.
+    (magnitudes, non-negative). The channel axis is found by :func:`channel_axis_of`.
     """
     values = _numpy(attributions)
-    axis = _channel_axis(values.shape, channel_axis)
+    axis = channel_axis_of(values.shape, channel_axis)
     if how not in AGGREGATIONS:
         raise ValueError(f"how={how!r} is not an aggregation; choose one of {list(AGGREGATIONS)}")
     if axis is None:
@@ -99,10 +141,11 @@ def aggregate_channels(
 def outlier_limit(values: Any, percentile: float = 98.0, method: str | None = "cumsum") -> float:
     """The magnitude that maps to full colour, so that a few outliers do not wash out the rest.
 
-    ``method="cumsum"`` is Captum's rule: the smallest |value| at which the sorted
-    magnitudes' cumulative sum reaches ``percentile`` % of their total (98: the top
-    values holding 2% of the total mass saturate). ``"percentile"`` is the plain
-    ``percentile``-th percentile of |values|; ``None`` is the largest |value|.
+    ``method="cumsum"`` is Captum's rule (``outlier_perc = 100 - percentile``): the
+    smallest |value| at which the sorted magnitudes' cumulative sum reaches
+    ``percentile`` % of their total (98: the top values holding 2% of the total mass
+    saturate). ``"percentile"`` is the plain ``percentile``-th percentile of |values|;
+    ``None`` is the largest |value|.
     """
     if method not in CLIPS:
         raise ValueError(f"method={method!r} is not a clipping rule; choose one of {list(CLIPS)}")
@@ -118,6 +161,13 @@ def outlier_limit(values: Any, percentile: float = 98.0, method: str | None = "c
     cumulative = np.cumsum(magnitudes)
     index = int(np.searchsorted(cumulative, cumulative[-1] * 0.01 * percentile))
     return float(magnitudes[min(index, magnitudes.size - 1)])
+
+
+def shared_limit(
+    values: Sequence[Any], percentile: float = 98.0, method: str | None = "cumsum"
+) -> float:
+    """One colour limit for several images: :func:`outlier_limit` of all their values pooled."""
+    return outlier_limit(np.concatenate([_numpy(v).ravel() for v in values]), percentile, method)
 
 
 def _signed_part(values: np.ndarray, sign: str) -> np.ndarray:
@@ -144,13 +194,14 @@ def heatmap(
     """Colour one image's attributions: ``(height·scale, width·scale, 3)`` uint8.
 
     ``sign="all"`` is diverging and centred at zero (white), red positive, blue
-    negative; ``"absolute"``, ``"positive"`` and ``"negative"`` go from white to purple,
-    red and blue. ``how`` aggregates channels (default ``"sum"``, or ``"abs_sum"`` for
-    ``"absolute"``); ``clip``/``percentile`` set the colour limit (:func:`outlier_limit`)
-    unless ``limit`` is given.
+    negative; ``"absolute"`` (or Captum's ``"absolute_value"``), ``"positive"`` and
+    ``"negative"`` go from white to purple, red and blue. ``how`` aggregates channels
+    (default ``"sum"``, or ``"abs_sum"`` for ``"absolute"``); ``clip``/``percentile`` set
+    the colour limit (:func:`outlier_limit`) unless ``limit`` is given. The array holds
+    the picture only: the scale goes beside it, e.g. ``integrad.views._png.legend(limit,
+    ...)`` or in the layouts below, which draw one.
     """
-    if sign not in SIGNS:
-        raise ValueError(f"sign={sign!r} is not a view; choose one of {list(SIGNS)}")
+    sign = sign_name(sign)
     how = how or ("abs_sum" if sign == "absolute" else "sum")
     values = _signed_part(aggregate_channels(attributions, how, channel_axis), sign)
     if limit is None:
@@ -158,8 +209,7 @@ def heatmap(
     if sign == "all":
         rgb = _png.diverging(values, limit)
     else:
-        colour = {"absolute": _png.ABSOLUTE, "positive": _png.POSITIVE, "negative": _png.NEGATIVE}
-        rgb = _png.sequential(values, limit, colour[sign])
+        rgb = _png.sequential(values, limit, _png.SIGN_COLOURS[sign])
     return _png.upscale(rgb, scale)
 
 
@@ -170,23 +220,25 @@ def image_rgb(
     channel_axis: int | None = None,
     value_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """An input image for display: one channel as gray, three as RGB.
+    """An input image for display: one channel as gray, three as RGB (a fourth, alpha, dropped).
 
     Values map linearly from ``value_range`` (default: the image's own min and max) to
-    0..255, clipped.
+    0..255, clipped. The channel axis is found by :func:`channel_axis_of`.
     """
     values = _numpy(image)
     low, high = value_range or (float(values.min()), float(values.max()))
-    axis = _channel_axis(values.shape, channel_axis)
+    axis = channel_axis_of(values.shape, channel_axis)
     if axis is not None:
         values = np.moveaxis(values, axis, -1)
         if values.shape[-1] == 1:
             values = values[..., 0]
+        elif values.shape[-1] == 4:
+            values = values[..., :3]
     if values.ndim == 2:
         values = np.repeat(values[..., None], 3, axis=2)
     elif values.shape[-1] != 3:
         raise ValueError(
-            f"an image has 1 or 3 channels to display, got {values.shape[-1]}; "
+            f"an image has 1, 3 or 4 channels to display, got {values.shape[-1]}; "
             "pass one channel or aggregate first"
         )
     t = np.clip((values - low) / (high - low), 0, 1) if high > low else np.zeros_like(values)
@@ -201,13 +253,15 @@ def overlay(
     how: str = "sum",
     clip: str | None = "cumsum",
     percentile: float = 98.0,
+    limit: float | None = None,
     scale: int = 1,
     channel_axis: int | None = None,
 ) -> np.ndarray:
     """The image blended with red/blue in proportion to the signed attribution's size.
 
     A pixel with zero attribution keeps the image's colour exactly; one at the colour
-    limit is ``alpha`` of the way to full red (positive) or blue (negative).
+    limit (``limit``, else :func:`outlier_limit`) is ``alpha`` of the way to full red
+    (positive) or blue (negative).
     """
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -217,7 +271,8 @@ def overlay(
         raise ValueError(
             f"attributions aggregate to {values.shape} but the image is {base.shape[:2]}"
         )
-    limit = outlier_limit(values, percentile, clip)
+    if limit is None:
+        limit = outlier_limit(values, percentile, clip)
     t = np.clip(values / limit, -1.0, 1.0) if limit > 0 else np.zeros_like(values)
     colour = np.where(t[..., None] >= 0, _png.POSITIVE, _png.NEGATIVE)
     weight = alpha * np.abs(t)[..., None]
@@ -237,13 +292,13 @@ def masked(
 ) -> np.ndarray:
     """The image where only the ``top`` fraction of pixels by attribution show; ``fill`` elsewhere.
 
-    ``sign`` ranks pixels by ``"absolute"`` (|sum over channels|), ``"positive"`` or
-    ``"negative"`` attribution. Ties at the threshold are kept.
+    ``sign`` ranks pixels by ``"absolute"`` (|sum over channels|; also
+    ``"absolute_value"``), ``"positive"`` or ``"negative"`` attribution. Ties at the
+    threshold are kept.
     """
     if not 0 < top <= 1:
         raise ValueError(f"top must be a fraction in (0, 1], got {top}")
-    if sign not in SIGNS[1:]:
-        raise ValueError(f"sign={sign!r}; choose one of {list(SIGNS[1:])}")
+    sign = sign_name(sign, SIGNS[1:])
     base = image_rgb(image, channel_axis=channel_axis)
     score = _signed_part(aggregate_channels(attributions, "sum", channel_axis), sign)
     keep_count = max(1, round(top * score.size))
@@ -253,7 +308,14 @@ def masked(
     return _png.upscale(out, scale)
 
 
-def _one(exp: Explanation, example: int) -> tuple[np.ndarray, np.ndarray]:
+def one_example(
+    exp: Explanation, example: int, channel_axis: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``example``'s image and attributions, ``(channels, height, width)`` or ``(height, width)``.
+
+    Explanations hold PyTorch's layout, ``(batch, channels, height, width)`` (``channel_axis``
+    0 of an example; say -1 for channels-last models) or grayscale ``(batch, height, width)``.
+    """
     inputs, attributions = exp.inputs, exp.attributions
     if isinstance(inputs, tuple) or isinstance(attributions, tuple):
         raise ValueError("image views take one input tensor; pass one part of a tuple explanation")
@@ -264,30 +326,79 @@ def _one(exp: Explanation, example: int) -> tuple[np.ndarray, np.ndarray]:
         )
     if not 0 <= example < inputs.shape[0]:
         raise ValueError(f"example={example} is out of range for a batch of {inputs.shape[0]}")
-    return _numpy(inputs[example]), _numpy(attributions[example])
+    image, values = _numpy(inputs[example]), _numpy(attributions[example])
+    if image.ndim == 3:
+        axis = channel_axis_of(image.shape, channel_axis)
+        image, values = np.moveaxis(image, axis or 0, 0), np.moveaxis(values, axis or 0, 0)
+    return image, values
+
+
+_one = one_example  # the name views/report.py reads
+
+
+def _axis(values: np.ndarray) -> int | None:
+    return 0 if values.ndim == 3 else None
 
 
 def _default_scale(height: int) -> int:
     return max(1, 192 // max(height, 1))
 
 
+def _footer(width: int, lines: list[str], legends: list[np.ndarray]) -> np.ndarray:
+    """Legends side by side over caption lines, at least ``width`` wide."""
+    text = _png.captioned(np.zeros((0, max(width, 360), 3), dtype=np.uint8), lines)
+    return _png.grid([legends, [text]], gap=4)
+
+
 def side_by_side(
-    exp: Explanation, example: int = 0, *, scale: int | None = None, **options: Any
+    exp: Explanation,
+    example: int = 0,
+    *,
+    scale: int | None = None,
+    class_names: _captions.ClassNames = None,
+    channel_axis: int = 0,
+    **options: Any,
 ) -> np.ndarray:
     """original | signed | absolute | overlay for one example, titled, as uint8 RGB.
 
-    ``options`` (``clip``, ``percentile``) go to the colouring of every panel.
+    Under the panels: a legend for the signed map (its limit also colours the overlay)
+    and one for the absolute map, then what was explained, F(x), F(x'), the delta and how
+    the colour limits were chosen. ``options`` (``clip``, ``percentile``) go to the
+    colouring of every panel.
     """
-    image, attributions = _one(exp, example)
+    image, attributions = one_example(exp, example, channel_axis)
+    axis = _axis(attributions)
     scale = scale or _default_scale(image.shape[-2])
-    total = float(attributions.sum())
+    clip, percentile = _captions.describe_options(options)
+    signed = aggregate_channels(attributions, "sum", axis)
+    limit = outlier_limit(signed, percentile, clip)
+    magnitude = outlier_limit(aggregate_channels(attributions, "abs_sum", axis), percentile, clip)
     panels = [
-        _png.titled(image_rgb(image, scale=scale), f"input #{example}"),
-        _png.titled(heatmap(attributions, scale=scale, **options), f"signed, sum {total:.3g}"),
-        _png.titled(heatmap(attributions, "absolute", scale=scale, **options), "absolute"),
-        _png.titled(overlay(image, attributions, scale=scale, **options), "overlay"),
+        _png.titled(image_rgb(image, scale=scale, channel_axis=axis), f"input #{example}"),
+        _png.titled(
+            heatmap(signed, scale=scale, limit=limit), f"signed, sum {float(signed.sum()):.3g}"
+        ),
+        _png.titled(
+            heatmap(attributions, "absolute", scale=scale, limit=magnitude, channel_axis=axis),
+            "absolute |a|",
+        ),
+        _png.titled(overlay(image, signed, scale=scale, limit=limit, channel_axis=axis), "overlay"),
     ]
-    return _png.grid([panels])
+    row = _png.grid([panels])
+    footer = _footer(
+        row.shape[1],
+        [
+            _captions.headline(exp, example, class_names),
+            _captions.completeness(exp, example),
+            _captions.scale_note(limit, clip, percentile, "(signed, overlay)"),
+            _captions.scale_note(magnitude, clip, percentile, "(absolute)"),
+        ],
+        [
+            _png.legend(limit, _captions.units("all"), "all"),
+            _png.legend(magnitude, _captions.units("absolute"), "absolute"),
+        ],
+    )
+    return _png.grid([[row], [footer]])
 
 
 def gallery(
@@ -297,29 +408,50 @@ def gallery(
     columns: int = 4,
     scale: int | None = None,
     labels: Sequence[str] | None = None,
+    shared_scale: bool = True,
+    class_names: _captions.ClassNames = None,
+    channel_axis: int = 0,
     **options: Any,
 ) -> np.ndarray:
     """A batch at a glance: each example as input over its signed heatmap, titled with delta.
 
-    ``labels`` (one per shown example) replace the default ``#i`` captions.
+    With ``shared_scale`` (the default) every heatmap has one colour limit
+    (:func:`shared_limit` of the shown examples), so colours compare across images;
+    ``shared_scale=False`` scales each to its own limit, written in its title. A caption
+    row under the grid says which, next to the legend. ``labels`` (one per shown example)
+    replace the default ``#i`` captions (``#i pred c`` when the predicted class is known).
     """
     examples = list(range(len(exp.delta))) if examples is None else list(examples)
     if not examples:
         raise ValueError("gallery needs at least one example")
     if labels is not None and len(labels) != len(examples):
         raise ValueError(f"labels has {len(labels)} entries for {len(examples)} examples")
+    clip, percentile = _captions.describe_options(options)
+    pairs = [one_example(exp, i, channel_axis) for i in examples]
+    sums = [aggregate_channels(a, "sum", _axis(a)) for _, a in pairs]
+    limit = shared_limit(sums, percentile, clip) if shared_scale else None
     cells = []
-    for k, i in enumerate(examples):
-        image, attributions = _one(exp, i)
+    for k, (i, (image, _), summed) in enumerate(zip(examples, pairs, sums, strict=True)):
         s = scale or max(1, 96 // image.shape[-2])
-        caption = labels[k] if labels is not None else f"#{i}"
-        top = _png.titled(image_rgb(image, scale=s), caption)
-        bottom = _png.titled(
-            heatmap(attributions, scale=s, **options), f"delta {float(exp.delta[i]):.2g}"
-        )
+        if labels is not None:
+            caption = labels[k]
+        elif exp.predicted is not None:
+            caption = f"#{i} pred {_captions.class_label(int(exp.predicted[i]), class_names)}"
+        else:
+            caption = f"#{i}"
+        own = limit if limit is not None else outlier_limit(summed, percentile, clip)
+        note = ("" if shared_scale else f"±{own:.2g}, ") + f"delta {float(exp.delta[i]):.2g}"
+        top = _png.titled(image_rgb(image, scale=s, channel_axis=_axis(image)), caption)
+        bottom = _png.titled(heatmap(summed, scale=s, limit=own), note)
         cells.append(_png.grid([[top], [bottom]], gap=2))
     rows = [cells[k : k + columns] for k in range(0, len(cells), columns)]
-    return _png.grid(rows, gap=10)
+    picture = _png.grid(rows, gap=10)
+    scope = "shared across the gallery" if shared_scale else "per image (in each title)"
+    lines = [_captions.scale_note(limit, clip, percentile, scope)]
+    if not shared_scale:
+        lines.append("colours do not compare across images")
+    footer = _footer(picture.shape[1], lines, [_png.legend(limit, _captions.units("all"))])
+    return _png.grid([[picture], [footer]], gap=8)
 
 
 def comparison(
@@ -328,65 +460,41 @@ def comparison(
     *,
     scale: int | None = None,
     shared_scale: bool = True,
+    channel_axis: int = 0,
     **options: Any,
 ) -> np.ndarray:
     """The input, then a column per baseline: the baseline over its signed attributions.
 
     With ``shared_scale`` every heatmap uses one colour limit, so sizes compare across
-    baselines. Titles carry the baseline's name and F(x) − F(x').
+    baselines; otherwise each has its own, written in its title. Titles carry the
+    baseline's name and F(x) - F(x'); a caption row states the scale next to a legend.
     """
     if not explanations:
         raise ValueError("comparison needs at least one explanation")
     names = list(explanations)
-    pairs = [_one(explanations[n], example) for n in names]
+    pairs = [one_example(explanations[n], example, channel_axis) for n in names]
     image = pairs[0][0]
     s = scale or _default_scale(image.shape[-2])
-    limit = None
-    if shared_scale:
-        clip = options.get("clip", "cumsum")
-        percentile = options.get("percentile", 98.0)
-        limit = max(outlier_limit(aggregate_channels(a), percentile, clip) for _, a in pairs)
+    clip, percentile = _captions.describe_options(options)
+    sums = [aggregate_channels(a, "sum", _axis(a)) for _, a in pairs]
+    limit = shared_limit(sums, percentile, clip) if shared_scale else None
     value_range = (float(image.min()), float(image.max()))
-    first = _png.titled(image_rgb(image, scale=s), f"input #{example}")
+    first = _png.titled(image_rgb(image, scale=s, channel_axis=_axis(image)), f"input #{example}")
     top, bottom = [first], [np.full_like(first, _png.WHITE)]
-    for name, (_, attributions) in zip(names, pairs, strict=True):
+    for name, summed in zip(names, sums, strict=True):
         exp = explanations[name]
         gap = float(exp.output[example] - exp.baseline_output[example])
         base = exp.baselines[0] if isinstance(exp.baselines, tuple) else exp.baselines
-        shown = image_rgb(base[example], scale=s, value_range=value_range)
+        base_image = _numpy(base[example] if base.dim() == image.ndim + 1 else base[0])
+        if base_image.ndim == 3:
+            base_image = np.moveaxis(base_image, channel_axis, 0)
+        shown = image_rgb(base_image, scale=s, value_range=value_range, channel_axis=_axis(image))
         top.append(_png.titled(shown, f"baseline: {name}"))
-        bottom.append(
-            _png.titled(
-                heatmap(attributions, scale=s, limit=limit, **options), f"F(x)-F(x') {gap:.3g}"
-            )
-        )
-    return _png.grid([top, bottom])
-
-
-def figure(exp: Explanation, example: int = 0, **options: Any) -> Any:
-    """A matplotlib figure: original | signed (with colour bar) | absolute | overlay."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import Normalize
-
-    image, attributions = _one(exp, example)
-    summed = aggregate_channels(attributions)
-    limit = outlier_limit(summed, options.get("percentile", 98.0), options.get("clip", "cumsum"))
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.4), layout="constrained")
-    panels = [
-        (image_rgb(image), f"input #{example}"),
-        (heatmap(attributions, limit=limit), "signed"),
-        (heatmap(attributions, "absolute", **options), "absolute"),
-        (overlay(image, attributions, **options), "overlay"),
-    ]
-    for ax, (rgb, title) in zip(axes, panels, strict=True):
-        ax.imshow(rgb, interpolation="nearest")
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    mappable = plt.cm.ScalarMappable(Normalize(-limit or -1, limit or 1), _png.diverging_cmap())
-    fig.colorbar(mappable, ax=axes[1], shrink=0.8)
-    fig.suptitle(
-        f"{exp.method}, {exp.n_steps} steps, baseline {exp.baseline}, "
-        f"delta {float(exp.delta[example]):.2g}"
-    )
-    return fig
+        own = limit if limit is not None else outlier_limit(summed, percentile, clip)
+        title = f"F(x)-F(x') {gap:.3g}" + ("" if shared_scale else f" ±{own:.2g}")
+        bottom.append(_png.titled(heatmap(summed, scale=s, limit=own), title))
+    picture = _png.grid([top, bottom])
+    scope = "shared across baselines" if shared_scale else "per baseline (in each title)"
+    note = _captions.scale_note(limit, clip, percentile, scope)
+    footer = _footer(picture.shape[1], [note], [_png.legend(limit, _captions.units("all"))])
+    return _png.grid([[picture], [footer]])

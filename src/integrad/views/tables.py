@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from . import _png
+from . import _captions, _png
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
@@ -123,7 +123,13 @@ def _bars(ax: Any, labels: list[str], values: list[float], xlabel: str) -> None:
     ax.barh(positions, values, color=colours)
     ax.set_yticks(positions, labels, parse_math=False)  # names are text, not mathtext
     ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(xlabel, parse_math=False)
+
+
+def _axes(ax: Any, rows: int, use_pyplot: bool) -> Any:
+    if ax is not None:
+        return ax
+    return _png.new_figure((7.5, 0.3 * rows + 2.2), use_pyplot).subplots()
 
 
 def bar_chart(
@@ -132,35 +138,69 @@ def bar_chart(
     *,
     top: int = 15,
     feature_names: Sequence[str] | None = None,
+    class_names: _captions.ClassNames = None,
+    ax: Any = None,
+    use_pyplot: bool = False,
 ) -> Any:
-    """A matplotlib figure: the ``top`` features' signed attributions as horizontal bars."""
-    import matplotlib.pyplot as plt
+    """A matplotlib Figure: the ``top`` features' signed attributions as horizontal bars.
 
+    Titled with what was explained (method, target, predicted class and probabilities
+    when known; ``class_names`` label classes); the axis reads in units of F, the sign
+    convention (red raises F, blue lowers it) and F(x), F(x'), the delta, the steps and
+    the baseline are written under it. Draws into ``ax`` when given and returns its figure.
+    """
     rows = ranked(exp, example, feature_names=feature_names, top=top, as_frame=False)
     labels = [f"{r['feature']} = {r['value']:.3g}" for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.4), layout="constrained")
-    _bars(ax, labels, [r["attribution"] for r in rows], "attribution (red: towards the target)")
-    gap = float(exp.output[example] - exp.baseline_output[example])
+    ax = _axes(ax, len(rows), use_pyplot)
+    shown = (
+        ""
+        if len(rows) == len(_names(exp, feature_names, _flat(exp.inputs).shape[1]))
+        else (f", top {len(rows)} by |attribution|")
+    )
+    _bars(
+        ax,
+        labels,
+        [r["attribution"] for r in rows],
+        f"contribution to F(x) - F(x') (units of F): {_captions.sign_note('all')}\n"
+        + _captions.completeness(exp, example).replace("; ", "\n"),
+    )
     ax.set_title(
-        f"row {example}: F(x) - F(x') = {gap:.3g}, delta {float(exp.delta[example]):.2g}\n"
-        f"baseline: {exp.baseline}",
-        fontsize=10,
+        f"{_captions.headline(exp, example, class_names)}\nrow {example}{shown}",
+        fontsize=9,
         parse_math=False,
     )
-    return fig
+    return ax.figure
 
 
 def importance_chart(
-    exp: Explanation, *, top: int = 15, feature_names: Sequence[str] | None = None
+    exp: Explanation,
+    *,
+    top: int = 15,
+    feature_names: Sequence[str] | None = None,
+    ax: Any = None,
+    use_pyplot: bool = False,
 ) -> Any:
-    """A matplotlib figure: mean |attribution| over all rows, coloured by the mean's sign."""
-    import matplotlib.pyplot as plt
+    """A matplotlib Figure: mean |attribution| over all rows, coloured by the mean's sign.
 
+    Draws into ``ax`` when given and returns its figure.
+    """
     rows = global_importance(exp, feature_names=feature_names, as_frame=False)[:top]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.4), layout="constrained")
+    ax = _axes(ax, len(rows), use_pyplot)
     signs = [np.copysign(r["mean_abs_attribution"], r["mean_attribution"]) for r in rows]
-    _bars(ax, [r["feature"] for r in rows], [abs(s) for s in signs], "mean |attribution|")
+    worst = float(exp.delta.abs().max()) if exp.delta.numel() else 0.0
+    _bars(
+        ax,
+        [r["feature"] for r in rows],
+        [abs(s) for s in signs],
+        "mean |attribution| over rows (units of F)\n"
+        "colour: sign of the mean attribution, red raises F, blue lowers it\n"
+        f"max |delta| = {worst:.2g}; {exp.n_steps} steps, baseline {exp.baseline}",
+    )
     for patch, s in zip(ax.patches, signs, strict=True):
         patch.set_facecolor(tuple((_png.POSITIVE if s >= 0 else _png.NEGATIVE) / 255))
-    ax.set_title(f"global importance over {len(exp.delta)} rows (colour: sign of the mean)")
-    return fig
+    ax.set_title(
+        f"global importance over {len(exp.delta)} rows: {_captions.method_name(exp)}",
+        fontsize=9,
+        parse_math=False,
+    )
+    return ax.figure

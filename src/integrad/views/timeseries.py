@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _png
+from . import _captions, _png
 from .images import _numpy, outlier_limit
 
 if TYPE_CHECKING:
@@ -105,10 +105,22 @@ def bars(
 
 
 def figure(
-    exp: Explanation, example: int = 0, *, feature_names: Sequence[str] | None = None
+    exp: Explanation,
+    example: int = 0,
+    *,
+    feature_names: Sequence[str] | None = None,
+    class_names: _captions.ClassNames = None,
+    fig: Any = None,
+    use_pyplot: bool = False,
 ) -> Any:
-    """A matplotlib figure: the input series, per-step attribution bars, feature × time map."""
-    import matplotlib.pyplot as plt
+    """A matplotlib Figure: the input series, per-step attribution bars, feature × time map.
+
+    Titled with what was explained (``class_names`` label classes); the map's colour bar
+    reads in units of F with the sign convention and its limit (the example's largest
+    |attribution|); F(x), F(x'), the delta, steps and baseline are written under it. A
+    figure of three panels: it is drawn into ``fig`` when given (an empty Figure, e.g. a
+    subfigure), else into a new one.
+    """
     from matplotlib.colors import TwoSlopeNorm
 
     inputs, attributions = _series(exp.inputs), _series(exp.attributions)
@@ -118,12 +130,12 @@ def figure(
     steps, n_features = x.shape
     names = list(feature_names or exp.extras.get("feature_names") or [])
     names = names or [f"f{j}" for j in range(n_features)]
-    fig, axes = plt.subplots(
+    if fig is None:
+        fig = _png.new_figure((9, 2.2 + 0.25 * n_features + 4.6), use_pyplot)
+    axes = fig.subplots(
         3,
         1,
-        figsize=(9, 2.2 + 0.25 * n_features + 4),
         sharex=True,
-        layout="constrained",
         gridspec_kw={"height_ratios": [2, 2, max(1.0, 0.35 * n_features)]},
     )
     t = np.arange(steps)
@@ -136,7 +148,7 @@ def figure(
     colours = [(_png.POSITIVE if v >= 0 else _png.NEGATIVE) / 255 for v in summed]
     axes[1].bar(t, summed, color=colours, width=0.9)
     axes[1].axhline(0.0, color="black", linewidth=0.8)
-    axes[1].set_ylabel("attribution\nper step")
+    axes[1].set_ylabel("attribution per step\n(sum of features,\nunits of F)", fontsize=8)
     limit = float(np.abs(a).max()) or 1.0
     image = axes[2].imshow(
         a.T,
@@ -148,12 +160,15 @@ def figure(
     )
     axes[2].set_yticks(np.arange(n_features), names)
     axes[2].set_xlabel("time step")
-    fig.colorbar(image, ax=axes[2], shrink=0.9, label="attribution")
+    bar = fig.colorbar(image, ax=axes[2], shrink=0.9)
+    bar.set_label(f"{_captions.UNITS},\n{_captions.sign_note('all')}", fontsize=8)
     fig.suptitle(
-        f"example {example}: F(x) - F(x') = "
-        f"{float(exp.output[example] - exp.baseline_output[example]):.3g}, "
-        f"delta {float(exp.delta[example]):.2g}, {exp.method}, {exp.n_steps} steps, "
-        f"baseline {exp.baseline}",
-        fontsize=10,
+        _captions.headline(exp, example, class_names) + f", example {example}", fontsize=10
+    )
+    fig.supxlabel(
+        f"{_captions.completeness(exp, example)}\n"
+        f"bars: sum over features per step; map: colour limit ±{limit:.3g} "
+        "(largest |a| of this example)",
+        fontsize=8,
     )
     return fig
