@@ -123,7 +123,7 @@ def test_picture_paints_each_word_in_the_colour_of_its_sign():
 
 def test_terminal_colours_by_sign():
     attribution = known()
-    line = text.terminal(attribution, level="token")
+    line = text.terminal(attribution, level="token", ansi=True)
     found = re.findall(r"\x1b\[30;48;2;(\d+);(\d+);(\d+)m(.*?)\x1b\[0m", line)
     assert [t for *_, t in found] == attribution.tokens
     for (r, g, b, _), score in zip(found, attribution.scores.tolist(), strict=True):
@@ -139,7 +139,7 @@ def test_terminal_colours_by_sign():
 def test_terminal_shows_control_characters_in_tokens_instead_of_obeying_them():
     attribution = known()
     attribution.tokens[1:4] = ["\x1b[2Jgone", "ring\x07\x9b31m", "\u202eevil\r\n"]
-    line = text.terminal(attribution, level="token")
+    line = text.terminal(attribution, level="token", ansi=True)
     # Only the colour sequences integrad writes reach the terminal ...
     outside = re.sub(r"\x1b\[30;48;2;\d+;\d+;\d+m|\x1b\[0m", "", line)
     assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in outside)
@@ -148,6 +148,29 @@ def test_terminal_shows_control_characters_in_tokens_instead_of_obeying_them():
     shown = [t for *_, t in found]
     assert shown[1:4] == ["\\x1b[2Jgone", "ring\\x07\\x9b31m", "\\u202eevil\\x0d\\x0a"]
     assert shown[0] == "[CLS]" and int(found[2][2]) > int(found[2][0])
+
+
+def test_terminal_writes_plain_text_unless_stdout_is_a_terminal(monkeypatch):
+    attribution = known()
+    attribution.tokens[1] = "\x1b[2Jgone"
+    plain = text.terminal(attribution, level="token", ansi=False)
+    assert "\x1b" not in plain
+    scores = attribution.scores.tolist()
+    expected = [f"{t}[{s:+.2g}]" for t, s in zip(attribution.tokens, scores, strict=True)]
+    expected[1] = expected[1].replace("\x1b", "\\x1b")
+    assert plain.split(" ") == expected
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert text.terminal(attribution, level="token") == text.terminal(
+        attribution, level="token", ansi=True
+    )
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert text.terminal(attribution, level="token") == plain
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert text.terminal(attribution, level="token") == plain
+    with pytest.raises(TypeError, match="ansi must be True, False or None, got 'yes'"):
+        text.terminal(attribution, ansi="yes")  # type: ignore[arg-type]
 
 
 def test_similarity_use_case_is_complete(minilm):

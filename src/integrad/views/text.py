@@ -1,13 +1,16 @@
 """Text views: token attributions as a self-contained HTML page, ANSI text, or a picture.
 
 Red raises the explained output, blue lowers it (integrad's convention in every view;
-Captum's ``visualize_text`` uses green for positive). Read :class:`TextAttribution`
-records made by :func:`integrad.text.explain_text` / ``explain_similarity``.
+Captum's ``visualize_text`` uses green for positive). Read
+:class:`integrad.text.TextAttribution` records made by :func:`integrad.text.explain_text` /
+``explain_similarity``.
 """
 
 from __future__ import annotations
 
 import html as _html
+import os
+import sys
 import unicodedata
 from collections.abc import Sequence
 from typing import cast
@@ -87,13 +90,24 @@ def _visible(unit: str) -> str:
     )
 
 
-def terminal(attribution: TextAttribution, level: str = "word") -> str:
+def terminal(attribution: TextAttribution, level: str = "word", *, ansi: bool | None = None) -> str:
     """One line of text with 24-bit ANSI backgrounds: red raises, blue lowers.
 
     Tokens are shown, never obeyed: control characters in them (a terminal escape
     sequence, a bell, a bidi override) are written as ``\\x1b``-style escapes.
+    ``ansi=None`` colours only when standard output is a terminal and ``NO_COLOR`` is
+    unset; without colours (``ansi=False``, logs, pipes) each unit is followed by its
+    score, as in ``guitar[+0.31]``.
     """
+    if ansi is None:
+        ansi = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if not isinstance(ansi, bool):
+        raise TypeError(f"ansi must be True, False or None, got {ansi!r}")
     units, scores = attribution.units(level)
+    if not ansi:
+        return " ".join(
+            f"{_visible(u)}[{s:+.2g}]" for u, s in zip(units, scores.tolist(), strict=True)
+        )
     scale = float(scores.abs().max()) if len(scores) else 0.0
     parts = []
     for unit, s in zip(units, scores.tolist(), strict=True):
