@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pdoc
 import pdoc.doc
@@ -113,7 +114,8 @@ def resolves(
     name: str,
 ) -> bool:
     """Whether pdoc links ``name`` written in ``namespace`` (a qualname) of ``module``."""
-    context = {"module": module, "all_modules": all_modules, "is_public": _is_public}
+    # linkify reads only these three names from the template context it is given.
+    context: Any = {"module": module, "all_modules": all_modules, "is_public": _is_public}
     code = f"<code>{name}</code>"
     linked = pdoc.render_helpers.linkify(context, code, namespace, shorten=False)
     return "<a href=" in str(linked)

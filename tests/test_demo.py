@@ -39,7 +39,7 @@ def test_demo_trains_explains_and_draws(tmp_path, capsys):
     assert accuracy > 90
     # Plain text when stdout is not a terminal; F and the baseline are said, never "x_".
     assert "\x1b" not in out and "x_" not in out
-    assert "F(x) = the logit of the predicted class k, from the baseline x' = zeros" in out
+    assert "F(x) = the logit of the predicted class k; baseline x' = zeros" in out
     rows = [line.split() for line in out.splitlines() if line[:2].strip().isdigit()]
     assert len(rows) == 3
     for row in rows:
@@ -70,7 +70,7 @@ def test_demo_trains_explains_and_draws(tmp_path, capsys):
     assert abs(per_sensor[2]) < min(abs(per_sensor[0]), abs(per_sensor[1]))
     # The cached weights are reused: a second run gives the same table.
     demo.main(["--out", str(tmp_path), "--examples", "3", "--n-steps", "32", "--no-views"])
-    assert capsys.readouterr().out.splitlines()[:6] == out.splitlines()[:6]
+    assert capsys.readouterr().out.splitlines()[:7] == out.splitlines()[:7]
 
 
 def test_make_demo_writes_only_under_out():

@@ -107,10 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     exp = explain(
         model, x, target=predicted, n_steps=args.n_steps, kind="image", output_kind="logits"
     )
-    print(
-        f"Integrated Gradients ({exp.method}, {exp.n_steps} steps) of F(x) = the logit of the "
-        f"predicted class k, from the baseline x' = {exp.baseline} (a black image)"
-    )
+    print(f"Integrated Gradients, {exp.method} rule, {exp.n_steps} steps")
+    print(f"F(x) = the logit of the predicted class k; baseline x' = {exp.baseline} (black image)")
     print(
         f"{'#':>2} {'label':>5} {'k':>2} {'p(k)':>6} {'F(x)':>9} {'F(baseline)':>11} "
         f"{'sum attr':>9} {'delta':>10}"
@@ -128,9 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         path = write_png(
             args.out / f"digit_{i}_label{int(y_test[i])}.png", images.side_by_side(exp, i)
         )
+    print("delta = sum attr - (F(x) - F(baseline)); p(k) = softmax probability of class k")
     print(
-        "delta = sum attr - (F(x) - F(baseline)); p(k) = softmax probability of class k. "
-        f"Heatmaps (input | signed | absolute | overlay; red raises F, blue lowers it) "
+        f"heatmaps (input | signed | absolute | overlay; red raises F, blue lowers it) "
         f"in {path.parent}/"
     )
     if not args.no_views:
