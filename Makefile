@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo readme-images docs test lint bench clean chromium
 
 $(VENV)/.demo: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,22 @@ $(VENV)/.test: pyproject.toml constraints.txt
 	touch $@
 
 demo: $(VENV)/.demo
+	$(PY) -m integrad.demo --out out/demo
+
+# Refresh the README's pictures (tracked files) from a demo run; `make demo` leaves them be.
+readme-images: $(VENV)/.demo
 	$(PY) -m integrad.demo --out out/demo --readme docs/images
+
+# The API reference from the docstrings (pdoc), in out/docs; fails on a broken reference.
+docs: $(VENV)/.test
+	$(PY) docs/api.py --out out/docs
 
 # The HTML report test renders in headless Chromium (Debian's package; run as root).
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples docs
 	$(VENV)/bin/mypy src
 
 test: lint chromium

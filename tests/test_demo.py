@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,16 +37,20 @@ def test_demo_trains_explains_and_draws(tmp_path, capsys):
     out = capsys.readouterr().out
     accuracy = float(out.split("test accuracy ")[1].split("%")[0])
     assert accuracy > 90
+    # Plain text when stdout is not a terminal; F and the baseline are said, never "x_".
+    assert "\x1b" not in out and "x_" not in out
+    assert "F(x) = the logit of the predicted class k; baseline x' = zeros" in out
     rows = [line.split() for line in out.splitlines() if line[:2].strip().isdigit()]
     assert len(rows) == 3
     for row in rows:
-        f_x, f_base, total, delta = map(float, row[3:7])
+        assert 0.5 < float(row[3]) <= 1  # p(k): the predicted class is the most probable
+        f_x, f_base, total, delta = map(float, row[4:8])
         assert total - (f_x - f_base) == pytest.approx(delta, abs=2e-4)
         assert abs(delta) < 0.05 * abs(f_x - f_base)
     pngs = sorted(tmp_path.glob("digit_*.png"))
     assert len(pngs) == 3
     image = np.asarray(Image.open(pngs[0]).convert("RGB"))
-    assert image.shape == (8 * 24, 2 * 8 * 24 + 8, 3)
+    assert image.shape[1] >= 4 * 8 * 24  # input, signed, absolute, overlay at 24× scale
     views = tmp_path / "views"
     for name in (
         "image_side_by_side.png", "image_views.png", "image_gallery.png", "image_baselines.png",
@@ -56,9 +63,30 @@ def test_demo_trains_explains_and_draws(tmp_path, capsys):
     assert "reloaded exactly: True" in out
     accuracy = float(out.split("breast-cancer MLP: test accuracy ")[1].split("%")[0])
     assert accuracy > 90
+    assert "F(x) = the logit of class 1 (benign)" in out
+    assert "F(x) = the predicted value" in out
     # The sensor that the target never reads gets the smallest share.
     per_sensor = [float(v) for v in out.split("attribution per sensor: ")[1].split()[0:3]]
     assert abs(per_sensor[2]) < min(abs(per_sensor[0]), abs(per_sensor[1]))
     # The cached weights are reused: a second run gives the same table.
     demo.main(["--out", str(tmp_path), "--examples", "3", "--n-steps", "32", "--no-views"])
-    assert capsys.readouterr().out.splitlines()[:6] == out.splitlines()[:6]
+    assert capsys.readouterr().out.splitlines()[:7] == out.splitlines()[:7]
+
+
+def test_make_demo_writes_only_under_out():
+    makefile = Path(__file__).resolve().parents[1] / "Makefile"
+    commands = {}
+    for target in ("demo", "readme-images"):
+        dry = subprocess.run(
+            ["make", "-n", "-o", ".venv/.demo", "-f", str(makefile), target],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=makefile.parent,
+        )
+        commands[target] = [line for line in dry.stdout.splitlines() if "integrad.demo" in line]
+    [demo_command] = commands["demo"]
+    paths = re.findall(r"--(?:out|readme)[ =](\S+)", demo_command)
+    assert paths and all(Path(p).parts[0] == "out" for p in paths), demo_command
+    [readme_command] = commands["readme-images"]
+    assert "--readme docs/images" in readme_command

@@ -78,14 +78,18 @@ def test_check_completeness_reports_each_example() -> None:
     x = x3()
     exact = x**3  # IG of Σ x_i³ from 0 is x_i³ per feature
     report = integrad.check_completeness(Cubes(), x, exact, tolerance=1e-12)
-    assert report.all_passed
+    assert report.passed is True
     torch.testing.assert_close(report.change, (x**3).sum(1))
     torch.testing.assert_close(report.baseline_output, torch.zeros(2, dtype=torch.float64))
 
     off = exact.clone()
     off[1, 0] += 0.1 * report.change[1]  # 10% of example 1's change
     report = integrad.check_completeness(Cubes(), x, off, tolerance=0.05)
-    assert report.passed.tolist() == [True, False]
+    assert report.within_tolerance.tolist() == [True, False]
+    # One verdict for the batch, a plain bool that ``assert`` and ``if`` can read.
+    assert report.passed is False and report.all_passed is False
+    with pytest.raises(AssertionError):
+        assert report.passed
     assert float(report.rel_error[1]) == pytest.approx(0.1)
     assert "NO" in str(report).splitlines()[-1]
 

@@ -140,7 +140,7 @@ def test_every_highlighted_token_meets_wcag_aa_in_html_and_terminal():
         assert ratio >= 4.5, style
     found = re.findall(
         r"\x1b\[38;2;(\d+);(\d+);(\d+);48;2;(\d+);(\d+);(\d+)m",
-        text.terminal(sweep(), level="token"),
+        text.terminal(sweep(), level="token", ansi=True),
     )
     assert len(found) == len(SWEEP)
     for values in found:
@@ -215,7 +215,7 @@ def test_picture_paints_each_word_in_the_colour_of_its_sign_and_has_a_legend():
 
 def test_terminal_colours_by_sign_under_a_header_of_captums_columns():
     attribution = known()
-    header, line, footer = text.terminal(attribution, level="token").split("\n")
+    header, line, footer = text.terminal(attribution, level="token", ansi=True).split("\n")
     found = re.findall(r"\x1b\[38;2;\d+;\d+;\d+;48;2;(\d+);(\d+);(\d+)m(.*?)\x1b\[0m", line)
     assert [t for *_, t in found] == attribution.tokens
     for (r, g, b, _), score in zip(found, attribution.scores.tolist(), strict=True):
@@ -237,7 +237,7 @@ def test_terminal_colours_by_sign_under_a_header_of_captums_columns():
 def test_terminal_shows_control_characters_in_tokens_instead_of_obeying_them():
     attribution = known()
     attribution.tokens[1:4] = ["\x1b[2Jgone", "ring\x07\x9b31m", "\u202eevil\r\n"]
-    line = text.terminal(attribution, level="token")
+    line = text.terminal(attribution, level="token", ansi=True)
     # Only the colour sequences integrad writes reach the terminal ...
     colours = r"\x1b\[38;2;\d+;\d+;\d+;48;2;(\d+);(\d+);(\d+)m"
     outside = re.sub(colours + r"|\x1b\[0m", "", line).replace("\n", "")
@@ -248,6 +248,29 @@ def test_terminal_shows_control_characters_in_tokens_instead_of_obeying_them():
     assert shown[1:4] == ["\\x1b[2Jgone", "ring\\x07\\x9b31m", "\\u202eevil\\x0d\\x0a"]
     assert shown[0] == "[CLS]" and int(found[2][2]) > int(found[2][0])
     assert line.count("\n") == 2  # header, words, check: no newline of the tokens'
+
+
+def test_terminal_writes_plain_text_unless_stdout_is_a_terminal(monkeypatch):
+    attribution = known()
+    attribution.tokens[1] = "\x1b[2Jgone"
+    plain = text.terminal(attribution, level="token", ansi=False)
+    assert "\x1b" not in plain
+    scores = attribution.scores.tolist()
+    expected = [f"{t}[{s:+.2g}]" for t, s in zip(attribution.tokens, scores, strict=True)]
+    expected[1] = expected[1].replace("\x1b", "\\x1b")
+    assert plain.split("\n")[1].split(" ") == expected
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert text.terminal(attribution, level="token") == text.terminal(
+        attribution, level="token", ansi=True
+    )
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert text.terminal(attribution, level="token") == plain
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert text.terminal(attribution, level="token") == plain
+    with pytest.raises(TypeError, match="ansi must be True, False or None, got 'yes'"):
+        text.terminal(attribution, ansi="yes")  # type: ignore[arg-type]
 
 
 def test_similarity_use_case_is_complete(minilm):

@@ -1,14 +1,16 @@
 """The main job: explain a small CNN trained on scikit-learn's digits, then show every view.
 
 ``python -m integrad.demo --out out/demo`` trains the CNN in seconds (or reuses the
-cached weights), explains a few test digits with Integrated Gradients, prints per
-example F(x), F(x'), the sum of attributions and the completeness delta, and writes a
-heatmap PNG per example (digit | signed attribution, red positive, blue negative).
-Then it writes one example of each view (see :mod:`integrad.demo_views`): image views
-of the digits, a ranked table and bar chart for a breast-cancer MLP, a time-series
-view, HTML reports and a saved explanation. ``--readme docs/images`` also writes the
-README's pictures. Needs the ``demo`` extra (scikit-learn; matplotlib and Pillow for
-the figures).
+cached weights) and explains a few test digits with Integrated Gradients. F is the
+logit of each digit's predicted class k, the baseline a black image; per example it
+prints the label, k and its probability, F(x), F(baseline), the sum of attributions
+and the completeness delta, and writes a PNG (input | signed | absolute | overlay,
+red raises F, blue lowers it). Then it writes one example of each view (see
+:mod:`integrad.demo_views`): image views of the digits, a ranked table and bar chart
+for a breast-cancer MLP, a time-series view, HTML reports and a saved explanation.
+Everything goes under ``--out``; ``--readme docs/images`` (``make readme-images``)
+also copies the README's pictures there. Needs the ``demo`` extra (scikit-learn;
+matplotlib and Pillow for the figures).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch
 from torch import nn
 
 from .integrated_gradients import explain
-from .views._png import diverging, gray, upscale, write_png
+from .views import images
+from .views._png import write_png
 
 
 def digits_cnn() -> nn.Module:
@@ -99,29 +102,35 @@ def main(argv: list[str] | None = None) -> None:
     print(f"digits CNN: test accuracy {accuracy:.1%} on {len(y_test)} digits")
 
     x = x_test[: args.examples]
-    predicted = model(x).argmax(1)
-    exp = explain(model, x, target=predicted, n_steps=args.n_steps)
-    print(f"Integrated Gradients, {exp.method} with {exp.n_steps} steps, baseline {exp.baseline}")
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    exp = explain(
+        model, x, target=predicted, n_steps=args.n_steps, kind="image", output_kind="logits"
+    )
+    print(f"Integrated Gradients, {exp.method} rule, {exp.n_steps} steps")
+    print(f"F(x) = the logit of the predicted class k; baseline x' = {exp.baseline} (black image)")
     print(
-        f"{'#':>2} {'label':>5} {'pred':>4} {'F(x)':>9} {'F(x_)':>9} {'sum attr':>9} {'delta':>10}"
+        f"{'#':>2} {'label':>5} {'k':>2} {'p(k)':>6} {'F(x)':>9} {'F(baseline)':>11} "
+        f"{'sum attr':>9} {'delta':>10}"
     )
     attributions = exp.attributions
-    assert isinstance(attributions, torch.Tensor)
+    if not isinstance(attributions, torch.Tensor) or exp.probability is None:
+        raise TypeError("the digits explanation has one input tensor and probabilities")
     totals = attributions.flatten(1).sum(1)
     for i in range(len(x)):
         print(
-            f"{i:2d} {int(y_test[i]):5d} {int(predicted[i]):4d} {exp.output[i].item():9.4f} "
-            f"{exp.baseline_output[i].item():9.4f} {totals[i].item():9.4f} "
-            f"{exp.delta[i].item():10.2e}"
+            f"{i:2d} {int(y_test[i]):5d} {int(predicted[i]):2d} {exp.probability[i].item():6.3f} "
+            f"{exp.output[i].item():9.4f} {exp.baseline_output[i].item():11.4f} "
+            f"{totals[i].item():9.4f} {exp.delta[i].item():10.2e}"
         )
-        digit = upscale(gray(x[i, 0].numpy()), 24)
-        heat = upscale(diverging(attributions[i, 0].numpy()), 24)
-        gap = np.full((digit.shape[0], 8, 3), 255, dtype=np.uint8)
         path = write_png(
-            args.out / f"digit_{i}_label{int(y_test[i])}.png",
-            np.concatenate([digit, gap, heat], axis=1),
+            args.out / f"digit_{i}_label{int(y_test[i])}.png", images.side_by_side(exp, i)
         )
-    print(f"heatmaps (digit | attribution, red + / blue -) in {path.parent}/")
+    print("delta = sum attr - (F(x) - F(baseline)); p(k) = softmax probability of class k")
+    print(
+        f"heatmaps (input | signed | absolute | overlay; red raises F, blue lowers it) "
+        f"in {path.parent}/"
+    )
     if not args.no_views:
         from .demo_views import write_views
 

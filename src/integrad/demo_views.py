@@ -6,7 +6,7 @@ Called by ``python -m integrad.demo``; writes under ``out/demo/views/``:
 - ``image_views.png``        signed, absolute, positive, negative, overlay, masked top 15%
 - ``image_gallery.png``      a batch of digits over their heatmaps, with deltas
 - ``image_baselines.png``    attributions under zeros / blur / noise / training-mean baselines
-- ``image_figure.png``       the matplotlib view of :meth:`Explanation.plot`
+- ``image_figure.png``       the matplotlib view of :meth:`integrad.Explanation.plot`
 - ``table_bars.png``, ``table_importance.png``  breast-cancer MLP: one row, and global
 - ``timeseries.png``, ``timeseries_heatmap.png`` an MLP on a synthetic sensor series
 - ``text_similarity.png``, ``text_similarity.html``  which words make two sentences
@@ -92,6 +92,7 @@ def image_views(model: nn.Module, exp: Explanation, labels: torch.Tensor, out: P
         },
         target=predicted[:1],
         n_steps=exp.n_steps,
+        output_kind="logits",
     )
     _png.write_png(out / "image_baselines.png", images.comparison(compared))
     if _matplotlib():
@@ -149,10 +150,20 @@ def table_views(out: Path, seed: int = 0) -> Explanation:
     print(f"breast-cancer MLP: test accuracy {accuracy:.1%} on {len(y_test)} rows")
     # Explain the "benign" logit (class 1) from the training median.
     exp = tables.tabular(
-        model, x_test, training_data=x_train, baseline="median", target=1, n_steps=32
+        model,
+        x_test,
+        training_data=x_train,
+        baseline="median",
+        target=1,
+        n_steps=32,
+        output_kind="logits",
     )
     top = tables.ranked(exp, 0, top=5, as_frame=False)
-    print("row 0, top features by |attribution|:")
+    print(
+        f"row 0: F(x) = the logit of class 1 (benign) = {float(exp.output[0]):.3f}, "
+        f"F(baseline) = {float(exp.baseline_output[0]):.3f} at the training median; "
+        "top features by |attribution|:"
+    )
     for row in top:
         print(
             f"  {row['feature']:<24} value {row['value']:>9.4g}  attribution "
@@ -214,7 +225,11 @@ def series_views(out: Path, seed: int = 0, steps: int = 48) -> Explanation:
     _png.write_png(out / "timeseries_heatmap.png", picture)
     exp.to_html(out / "timeseries.html", title="integrad: sensor series", max_examples=2)
     per_feature = timeseries.per_feature(exp.attributions)[0]
-    print("example 0, attribution per sensor: " + " ".join(f"{v:+.3f}" for v in per_feature))
+    print(
+        f"example 0: F(x) = the predicted value {float(exp.output[0]):+.3f}, F(baseline) = "
+        f"{float(exp.baseline_output[0]):+.3f} (all-zero series); attribution per sensor: "
+        + " ".join(f"{v:+.3f}" for v in per_feature)
+    )
     return exp
 
 
@@ -242,7 +257,7 @@ def text_views(out: Path) -> None:
         text.html(pair, title="Which words make the two sentences similar"), encoding="utf-8"
     )
     for a in pair:
-        print(f"{text.terminal(a)}  (cos {a.output:.3f}, delta {a.delta:.2g})")
+        print(text.terminal(a))
 
 
 def convergence_view(model: nn.Module, x: torch.Tensor, out: Path) -> None:

@@ -177,12 +177,19 @@ class CompletenessReport:
     abs_error: torch.Tensor
     rel_error: torch.Tensor
     """``abs_error / |change|`` (inf where the change is 0 and the sum is not)."""
-    passed: torch.Tensor
+    within_tolerance: torch.Tensor
+    """Per example (bool): the sum is within ``tolerance`` of the change."""
     tolerance: float
 
     @property
+    def passed(self) -> bool:
+        """Every example is within ``tolerance``: a plain bool, so ``assert report.passed``."""
+        return bool(self.within_tolerance.all())
+
+    @property
     def all_passed(self) -> bool:
-        return bool(self.passed.all())
+        """The same as :attr:`passed` (its name before ``passed`` became a bool)."""
+        return self.passed
 
     def __str__(self) -> str:
         head = f"{'':>4}{'F(x)':>12}{'F(x′)':>12}{'change':>12}{'sum':>12}{'rel err':>10}  pass"
@@ -191,7 +198,7 @@ class CompletenessReport:
             lines.append(
                 f"{i:>4}{float(self.output[i]):>12.5g}{float(self.baseline_output[i]):>12.5g}"
                 f"{float(self.change[i]):>12.5g}{float(self.total[i]):>12.5g}"
-                f"{float(self.rel_error[i]):>10.3g}  {'yes' if self.passed[i] else 'NO'}"
+                f"{float(self.rel_error[i]):>10.3g}  {'yes' if self.within_tolerance[i] else 'NO'}"
             )
         return "\n".join(lines)
 
@@ -216,8 +223,9 @@ def check_completeness(
     >>> model = torch.nn.Linear(3, 1)
     >>> x = torch.ones(2, 3)
     >>> attr = integrad.explain(model, x).attributions
-    >>> integrad.check_completeness(model, x, attr, tolerance=1e-4).all_passed
-    True
+    >>> report = integrad.check_completeness(model, x, attr, tolerance=1e-4)
+    >>> report.passed, report.within_tolerance.tolist()
+    (True, [True, True])
     """
     if (
         isinstance(tolerance, bool)
@@ -253,6 +261,6 @@ def check_completeness(
         total,
         abs_error,
         rel_error,
-        abs_error <= tolerance * scale,
-        float(tolerance),
+        within_tolerance=abs_error <= tolerance * scale,
+        tolerance=float(tolerance),
     )

@@ -320,13 +320,14 @@ def _sidecar(json_path: Path) -> tuple[int, dict[str, Any], dict[str, Any]]:
 
 
 def load(path: str | Path, *, max_bytes: int | None = None) -> Explanation:
-    """Read an Explanation written by :meth:`Explanation.save` (safetensors or npz).
+    """Read an Explanation written by :meth:`integrad.Explanation.save` (safetensors or npz).
 
     ``path`` may be the tensor file, the ``.json`` sidecar or their common stem. Fields
     the installed version does not define are kept in ``extras`` under their own names;
     the versions that wrote the file are in ``extras["saved_with"]``. The file is not
-    trusted: a malformed or oversized one raises :class:`LoadError` (a ``ValueError``);
-    ``max_bytes`` (default :data:`MAX_TENSOR_BYTES`) bounds the tensor data read.
+    trusted: a malformed or oversized one raises :class:`integrad.io.LoadError` (a
+    ``ValueError``); ``max_bytes`` (default :data:`integrad.io.MAX_TENSOR_BYTES`) bounds
+    the tensor data read.
     """
     from .explanation import Explanation
 

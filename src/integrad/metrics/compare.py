@@ -84,7 +84,8 @@ def compare(
     """Explain ``inputs`` with each of ``methods`` and score every answer with ``metrics``.
 
     ``methods`` maps a name to ``explain_func(inputs, target=target)``. ``metrics`` names
-    built-ins from :data:`METRICS` or maps names to ``metric(forward_func, inputs,
+    built-ins from :data:`integrad.metrics.compare.METRICS` or maps names to
+    ``metric(forward_func, inputs,
     attributions, target)`` returning one value per example. ``steps``, ``patch`` and
     ``curve_baselines`` go to the deletion and insertion curves (``"road"`` included);
     ``n_perturb_samples`` to infidelity and sensitivity. ``generator`` draws one seed that

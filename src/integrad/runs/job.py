@@ -179,8 +179,8 @@ def run(
     ``batch_size`` (examples per explain call) may change between calls: random draws
     are seeded per example from ``seed`` and the example's id. ``progress``: a bar on a
     terminal, plain lines otherwise; False for none. ``feature_names`` (tables) are kept
-    with every shard for :meth:`Run.global_importance` and the views. Ctrl-C stops after the
-    current batch (raising :class:`RunInterrupted`).
+    with every shard for :meth:`integrad.Run.global_importance` and the views. Ctrl-C stops
+    after the current batch (raising :class:`integrad.runs.RunInterrupted`).
 
     ``backend="local"`` explains in this process, one batch after another (torch's
     threads use the cores). ``backend="ray"`` runs the same job on Ray Data: a pool of

@@ -9,13 +9,15 @@ contrasts more with its background: always at least 4.58:1, above WCAG AA's 4.5:
 
 Each text gets what Captum's ``visualize_text`` shows (true label, predicted label and
 its probability, attribution label, attribution score) and the completeness check
-(F(x), F(x'), delta). Read :class:`TextAttribution` records made by
+(F(x), F(x'), delta). Read :class:`integrad.text.TextAttribution` records made by
 :func:`integrad.text.explain_text` / ``explain_similarity``.
 """
 
 from __future__ import annotations
 
 import html as _html
+import os
+import sys
 import unicodedata
 from collections.abc import Sequence
 from typing import cast
@@ -193,19 +195,31 @@ def _visible(unit: str) -> str:
     )
 
 
-def terminal(attribution: TextAttribution, level: str = "word") -> str:
+def terminal(
+    attribution: TextAttribution, level: str = "word", *, ansi: bool | None = None
+) -> str:
     """Three lines: Captum's columns, the words on 24-bit ANSI backgrounds, the check.
 
     Red raises F, blue lowers it, strength relative to the text's largest |score|; each
     word in black or white text, whichever contrasts more. Tokens are shown, never
     obeyed: control characters in them (a terminal escape sequence, a bell, a bidi
-    override) are written as ``\\x1b``-style escapes.
+    override) are written as ``\\x1b``-style escapes. ``ansi=None`` colours only when
+    standard output is a terminal and ``NO_COLOR`` is unset; without colours
+    (``ansi=False``, logs, pipes) each unit is followed by its score, as in
+    ``guitar[+0.31]``.
     """
+    if ansi is None:
+        ansi = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if not isinstance(ansi, bool):
+        raise TypeError(f"ansi must be True, False or None, got {ansi!r}")
     a = attribution
     units, scores = a.units(level)
     [maximum] = _maxima([a], level, "text")
     parts = []
     for unit, s in zip(units, scores.tolist(), strict=True):
+        if not ansi:
+            parts.append(f"{_visible(unit)}[{s:+.2g}]")
+            continue
         fill = background(s, maximum)
         fg = ";".join(map(str, ink(fill)))
         bg = ";".join(map(str, fill))
