@@ -92,7 +92,7 @@ def test_bytes_per_point_is_remembered_and_rechecked():
     first = _engine.Engine(path_problem(model, x, torch.zeros_like(x), 0))
     rows, alphas = torch.arange(2).repeat(4), torch.linspace(0, 1, 8).double()
     first.gradients(rows, alphas, torch.ones(8).double())
-    assert _memory.remembered(first.problem) == first.bytes_per_point
+    assert _memory.remembered(first.problem).bytes_per_point == first.bytes_per_point
     # A stale remembered figure (the model changed) is corrected on the first chunk.
     _memory.remember(first.problem, 1.0)
     again = _engine.Engine(first.problem)

@@ -10,9 +10,10 @@ more than one chunk of path points and their autograd graph.
 Chunk sizes: with ``internal_batch_size`` the engine follows Captum (each chunk
 holds ``max(1, internal_batch_size // batch)`` steps of every example). Otherwise
 it measures, with a forward pass on a few inputs, how many bytes of activations
-autograd saves per path point, and sizes the following chunks to stay within ``max_memory``
-(default :data:`DEFAULT_MAX_MEMORY`) and near :data:`TARGET_CHUNK_BYTES`, the size
-at which CPU forward+backward runs fastest (see ``bench/chunks.py``).
+autograd saves per path point, and :class:`~integrad._memory.ChunkPolicy` sizes the
+chunks within ``max_memory`` (default :data:`DEFAULT_MAX_MEMORY`, or on CUDA a share of
+the free device memory): on CUDA as large as the budget allows, elsewhere at the faster
+of two sizes timed on the first chunks (see ``bench/chunks.py`` and ``bench/zoo.py``).
 """
 
 from __future__ import annotations
@@ -25,21 +26,31 @@ import torch
 from torch import nn
 
 from . import _memory
-from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, warn_if_training
+from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, training_modules, warn_if_training
 from ._inputs import ExtraArgs, Target, as_inputs, check_callable, check_output
-from ._memory import Accumulator, Heap, SavedBytes, counting
+from ._memory import (
+    DEFAULT_MAX_MEMORY,
+    MIN_CHUNK_POINTS,
+    TARGET_CHUNK_BYTES,
+    Accumulator,
+    ChunkPolicy,
+    Heap,
+    SavedBytes,
+    counting,
+    default_budget,
+)
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import Rule
 
-DEFAULT_MAX_MEMORY = 1 << 30
-"""Default ``max_memory``: 1 GiB for one chunk's path points and saved activations."""
-
-TARGET_CHUNK_BYTES = 12 << 20
-"""Preferred activation bytes per chunk when memory allows (fastest on CPUs measured)."""
-
-MIN_CHUNK_POINTS = 32
-"""Never split below this many points for speed alone (per-call overhead dominates)."""
+__all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "MIN_CHUNK_POINTS",
+    "TARGET_CHUNK_BYTES",
+    "Engine",
+    "PathGradients",
+    "PathProblem",
+]
 
 _PROBE_POINTS = 4
 
@@ -144,10 +155,18 @@ class Engine:
                 f"max_memory must be a positive int (bytes) or None, got {max_memory!r}"
             )
         self.problem = problem
-        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        device = problem.inputs[0].device
+        self.max_memory = default_budget(device) if max_memory is None else max_memory
+        self.policy = ChunkPolicy(self.max_memory, fill=device.type == "cuda")
+        # A model in training mode (BatchNorm on chunk statistics) depends on the chunking:
+        # keep it the same from call to call rather than timed.
+        model = problem.owner
+        self._timed = model is None or not training_modules(model)
         self.internal_batch_size = internal_batch_size
         self.bytes_per_point: float | None = None
         self.chunks_run = 0
+        # Counters and row indices are host bookkeeping: they stay on the CPU, and each
+        # use against the inputs' device moves them there (``rows.to(device)``).
         self.evals = torch.zeros(problem.batch, dtype=torch.long)
         """Forward+backward evaluations per example so far."""
         self.forwards = torch.zeros(problem.batch, dtype=torch.long)
@@ -166,11 +185,8 @@ class Engine:
             return None
         return max(1, self.internal_batch_size // self.problem.batch) * self.problem.batch
 
-    def _auto_chunk(self) -> int:
-        per_point = max(self.bytes_per_point or 1.0, 1.0)
-        by_memory = int(self.max_memory // per_point)
-        by_speed = max(MIN_CHUNK_POINTS, int(TARGET_CHUNK_BYTES // per_point))
-        return max(1, min(by_memory, by_speed))
+    def _per_point(self) -> float:
+        return max(self.bytes_per_point or 1.0, 1.0)
 
     def chunk_points(self) -> int:
         """Points per chunk the engine will use (measuring the model first if needed)."""
@@ -178,7 +194,7 @@ class Engine:
         if fixed is not None:
             return fixed
         self._measure()
-        return self._auto_chunk()
+        return self.policy.size(self._per_point())
 
     def _measure(self) -> None:
         if self.bytes_per_point is None:
@@ -186,22 +202,26 @@ class Engine:
             if remembered is None:
                 self._probe()
             else:
-                self.bytes_per_point = remembered
+                self.bytes_per_point = remembered.bytes_per_point
+                if self.policy.chosen is None:
+                    self.policy.chosen = remembered.chunk
                 self._recount = True
 
-    def _chunks(self, total: int) -> Iterator[slice]:
+    def _chunks(self, total: int, timed: bool = False) -> Iterator[slice]:
+        """Slices of ``range(total)``, one per chunk; ``timed``: gradient chunks that may
+        try two sizes (see :class:`~integrad._memory.ChunkPolicy`)."""
         fixed = self._fixed_chunk()
-        if fixed is None:
-            self._measure()
-        start = 0
-        while start < total:
-            size = fixed
-            if size is None:
-                # Equal chunks: a small remainder chunk runs at a poor rate.
-                left = total - start
-                size = -(-left // -(-left // self._auto_chunk()))
-            yield slice(start, min(total, start + size))
-            start += size
+        if fixed is not None:
+            for start in range(0, total, fixed):
+                yield slice(start, min(total, start + fixed))
+            return
+        self._measure()
+        yield from self.policy.slices(
+            total,
+            self._per_point,
+            timed,
+            lambda size: _memory.remember(self.problem, chunk=size),
+        )
 
     def _probe(self) -> None:
         """Measure the autograd memory of one path point with a forward on a few inputs.
@@ -459,7 +479,7 @@ class Engine:
         sums = Accumulator(self.problem.inputs)
         outputs = []
         heap = Heap()
-        for part in self._chunks(total):
+        for part in self._chunks(total, timed=self._timed):
             r, alphas, w = part_of(part)
             if build is not None:
                 points = build(part)
