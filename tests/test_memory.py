@@ -32,7 +32,7 @@ def test_timed_trial_settles_on_the_larger_size_when_calls_cost_more_than_points
     # 1 KiB per point: the byte target gives the first size, the other is four times it.
     first = _memory.TARGET_CHUNK_BYTES // 1024
     policy = _memory.ChunkPolicy(1 << 40, fill=False)
-    sizes, chosen = run_slices(policy, 16 * first, 1024.0, lambda size: 0.02)
+    sizes, chosen = run_slices(policy, 16 * first, 1024.0, lambda size: 0.03)
     assert sizes[:2] == [4 * first, first] and chosen == [4 * first]
     assert sum(sizes) == 16 * first and len(sizes) == 5 and max(sizes) == 4 * first
 
@@ -40,7 +40,7 @@ def test_timed_trial_settles_on_the_larger_size_when_calls_cost_more_than_points
 def test_timed_trial_settles_on_the_smaller_size_when_points_cost_more_in_bulk():
     # A model that already fills the byte target (1 MiB per point): 32 points or 8.
     policy = _memory.ChunkPolicy(1 << 30, fill=False)
-    sizes, chosen = run_slices(policy, 160, float(1 << 20), lambda size: 2e-5 * size**2)
+    sizes, chosen = run_slices(policy, 160, float(1 << 20), lambda size: 1e-4 * size**2)
     assert sizes[:2] == [8, 32] and chosen == [8]
     assert sum(sizes) == 160 and max(sizes[2:]) <= 8
 
@@ -49,6 +49,10 @@ def test_untimed_and_short_paths_run_in_equal_chunks_within_the_budget():
     policy = _memory.ChunkPolicy(100 * 1024, fill=False)  # 100 points of 1 KiB
     parts = list(policy.slices(250, lambda: 1024.0, False, lambda size: None))
     assert [p.stop - p.start for p in parts] == [84, 83, 83]
+    # Held at a budget of 6 points, a smaller trial size would be too small to pay.
+    tight = _memory.ChunkPolicy(6 * 1024, fill=False)
+    assert tight.second(1024.0) == 6
+    assert [p.stop - p.start for p in tight.slices(12, lambda: 1024.0, True, print)] == [6, 6]
     short = list(policy.slices(30, lambda: 1024.0, True, lambda size: None))
     assert [(p.start, p.stop) for p in short] == [(0, 30)] and policy.chosen is None
 
@@ -64,11 +68,11 @@ def test_timed_chunking_gives_the_result_of_one_fixed_chunk(dtype: torch.dtype):
     model = small_cnn().to(dtype)
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=dtype)
     per_point = integrad.explain(model, x, target=1, n_steps=2).extras["bytes_per_point"]
-    # A budget of 16 points: the trial runs 4 points, then 16, then the faster size.
-    budget = int(16.5 * per_point)
-    timed = integrad.explain(model, x, target=1, n_steps=40, max_memory=budget)
-    assert timed.extras["chunks"] > 80 // 16  # the trial ran (equal 16-point chunks are 5)
-    whole = integrad.explain(model, x, target=1, n_steps=40, internal_batch_size=80)
+    # A budget of 64 points: the trial runs 16 points, then 64, then the faster size.
+    budget = int(64.5 * per_point)
+    timed = integrad.explain(model, x, target=1, n_steps=60, max_memory=budget)
+    assert timed.extras["chunks"] >= 3  # the trial ran (equal 64-point chunks are 2)
+    whole = integrad.explain(model, x, target=1, n_steps=60, internal_batch_size=120)
     rtol = 1e-6 if dtype == torch.float32 else 1e-12
     scale = whole.attributions.abs().max()
     assert torch.allclose(timed.attributions, whole.attributions, rtol=0, atol=rtol * scale)

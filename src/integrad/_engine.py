@@ -165,11 +165,10 @@ class Engine:
         self.internal_batch_size = internal_batch_size
         self.bytes_per_point: float | None = None
         self.chunks_run = 0
-        # Counters and row indices are host bookkeeping: they stay on the CPU, and each
-        # use against the inputs' device moves them there (``rows.to(device)``).
-        self.evals = torch.zeros(problem.batch, dtype=torch.long)
+        # Row indices may come on the CPU or the inputs' device: every use moves them.
+        self.evals = torch.zeros(problem.batch, dtype=torch.long, device=device)
         """Forward+backward evaluations per example so far."""
-        self.forwards = torch.zeros(problem.batch, dtype=torch.long)
+        self.forwards = torch.zeros(problem.batch, dtype=torch.long, device=device)
         """Forward-only evaluations per example so far."""
         self._recount = False
         self._called = False
@@ -230,10 +229,12 @@ class Engine:
         or target before any real work. The figure is remembered for the same model
         and input shapes, and re-measured on the first real chunk of later calls.
         """
-        rows = torch.arange(min(self.problem.batch, _PROBE_POINTS))
+        device = self.evals.device
+        rows = torch.arange(min(self.problem.batch, _PROBE_POINTS), device=device)
         counter = SavedBytes(int(rows.numel()))
+        ones = torch.ones(rows.numel(), device=device)
         with torch.enable_grad(), self._kept:
-            points = tuple(p.requires_grad_() for p in self.points(rows, torch.ones(rows.numel())))
+            points = tuple(p.requires_grad_() for p in self.points(rows, ones))
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 out = self._forward(points, rows)
             self._differentiable(self._select(out, rows))
@@ -333,7 +334,8 @@ class Engine:
     def _node_major(
         self, quad: Rule, rows: torch.Tensor | None, weights: torch.Tensor | None
     ) -> tuple[int, Callable[[slice], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
-        rows = torch.arange(self.problem.batch) if rows is None else rows
+        if rows is None:
+            rows = torch.arange(self.problem.batch, device=self.evals.device)
         m = int(rows.numel())
         if weights is not None and int(weights.numel()) != m * quad.n:
             raise ValueError(f"weights has {weights.numel()} entries for {m * quad.n} points")
@@ -347,7 +349,7 @@ class Engine:
                 alphas, rule_weights = quad.nodes(first, last)
             else:
                 alphas, rule_weights = whole[0][first:last], whole[1][first:last]
-            index = torch.arange(part.start, part.stop)
+            index = torch.arange(part.start, part.stop, device=alphas.device)
             node = index // m - first
             chosen = rule_weights[node] if weights is None else weights[part]
             return rows[index % m], alphas[node], chosen
@@ -356,9 +358,9 @@ class Engine:
 
     def ends(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The target output at the inputs and at the baselines, forward passes only."""
-        batch = self.problem.batch
-        alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double()
-        values = self.outputs(torch.arange(batch).repeat(2), alphas)
+        batch, device = self.problem.batch, self.evals.device
+        alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double().to(device)
+        values = self.outputs(torch.arange(batch, device=device).repeat(2), alphas)
         return values[:batch], values[batch:]
 
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
@@ -384,7 +386,7 @@ class Engine:
                 r, points = chunk(part)
                 out = self._forward(points, r)
                 values.append(self._select(out, r).detach())
-                self.forwards.index_add_(0, r, torch.ones_like(r))
+                self._count(self.forwards, r)
         return torch.cat(values)
 
     def _builder(
@@ -420,7 +422,7 @@ class Engine:
             with torch.no_grad(), self._kept:
                 out = self._forward(self.points(r, alphas[part]), r)
                 value = self._select(out, r).detach()
-            self.forwards.index_add_(0, r, torch.ones_like(r))
+            self._count(self.forwards, r)
             yield r, value
 
     def gradients(
@@ -493,7 +495,7 @@ class Engine:
             heap.settle(int((self.bytes_per_point or 0) * r.numel()))
             outputs.append(value)
             sums.add(r, grads, w)
-            self.evals.index_add_(0, r, torch.ones_like(r))
+            self._count(self.evals, r)
         result = sums.result()
         for i, s in enumerate(result):
             if not bool(torch.isfinite(s).all()):
@@ -504,7 +506,9 @@ class Engine:
                     "would be NaN. Check the model for operations whose gradient is undefined at "
                     "some path point (sqrt or norm at 0, log of 0, division by 0)"
                 )
-        return PathGradients(result, torch.cat(outputs) if outputs else torch.empty(0))
+        if not outputs:
+            return PathGradients(result, torch.empty(0, device=self.evals.device))
+        return PathGradients(result, torch.cat(outputs))
 
     def _gradient_chunk(
         self, rows: torch.Tensor, built: tuple[torch.Tensor, ...]
@@ -531,6 +535,11 @@ class Engine:
             torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=True)
         )
         return dense, selected.detach()
+
+    @staticmethod
+    def _count(counter: torch.Tensor, rows: torch.Tensor) -> None:
+        rows = rows.to(counter.device)
+        counter.index_add_(0, rows, torch.ones_like(rows))
 
     @staticmethod
     def _differentiable(selected: torch.Tensor) -> torch.Tensor:

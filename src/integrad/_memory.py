@@ -161,11 +161,12 @@ class ChunkPolicy:
 
     def second(self, bytes_per_point: float) -> int:
         """The other size tried: larger where the byte target set the first, else (the
-        first held at :data:`MIN_CHUNK_POINTS`, or at the budget) smaller."""
+        first held at :data:`MIN_CHUNK_POINTS`, or at the budget) smaller, but not below
+        a quarter of the minimum (the first itself then: no trial)."""
         first, most = self.first(bytes_per_point), self.by_memory(bytes_per_point)
         if MIN_CHUNK_POINTS < first < most:
             return min(most, 4 * first)
-        return max(1, first // 4)
+        return first // 4 if first // 4 >= MIN_CHUNK_POINTS // 4 else first
 
     def size(self, bytes_per_point: float) -> int:
         if self.chosen is None:

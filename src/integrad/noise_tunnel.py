@@ -115,9 +115,9 @@ class NoiseTunnel:
         batch = int(xs[0].shape[0])
         gen = generator if generator is not None else torch.Generator(xs[0].device).manual_seed(0)
         scales = tuple(
-            (_row_ranges(x) * s if relative else torch.full((batch,), s, dtype=x.dtype)).to(
-                x.device
-            )
+            _row_ranges(x) * s
+            if relative
+            else torch.full((batch,), s, dtype=x.dtype, device=x.device)
             for x, s in zip(xs, sigmas, strict=True)
         )
         want_delta = bool(kwargs.get("return_convergence_delta", False))
