@@ -24,6 +24,7 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,8 +218,9 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> float:
     return _resident("VmHWM:") - before
 
 
-def sizes_up_to(total: int, smallest: int = 8) -> list[int]:
-    out, size = [], smallest
+def sizes_up_to(total: int) -> list[int]:
+    """Powers of two from 8 (or total / 256, to keep small models' sweeps short) to total."""
+    out, size = [], max(8, 1 << max(0, (total // 256).bit_length() - 1))
     while size < total:
         out.append(size)
         size *= 2
@@ -250,6 +252,7 @@ def run_case(case: Case, device: torch.device, repeats: int, sweep_repeats: int)
         "captum": peak_bytes(lambda: case.captum(None), device),
         "captum_best": peak_bytes(lambda: case.captum(best_ibs), device),
     }
+    mib = float(1 << 20)  # below a MiB, CPU resident sizes are noise
     return {
         "floor_ms": floor * 1e3,
         "floor_chunk": floor_chunk,
@@ -259,11 +262,11 @@ def run_case(case: Case, device: torch.device, repeats: int, sweep_repeats: int)
         "int/floor": med["integrad"] / floor,
         "int/captum": med["integrad"] / med["captum"],
         "int/captum_best": med["integrad"] / med["captum_best"],
-        "mem/floor": peaks["integrad"] / max(peaks["floor"], 1.0),
-        "mem/captum": peaks["integrad"] / max(peaks["captum"], 1.0),
-        "mem/captum_best": peaks["integrad"] / max(peaks["captum_best"], 1.0),
-        "mem_mib": peaks["integrad"] / 2**20,
-        "flat": peaks["integrad4n"] / max(peaks["integrad"], 1.0),
+        "mem/floor": max(peaks["integrad"], mib) / max(peaks["floor"], mib),
+        "mem/captum": max(peaks["integrad"], mib) / max(peaks["captum"], mib),
+        "mem/captum_best": max(peaks["integrad"], mib) / max(peaks["captum_best"], mib),
+        "mem_mib": peaks["integrad"] / mib,
+        "flat": max(peaks["integrad4n"], mib) / max(peaks["integrad"], mib),
         "floor_sweep": {c: floor_sweep[str(c)] * 1e3 for c in chunks},
     }
 
@@ -278,6 +281,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--show-sweep", action="store_true", help="print the floor's sweep")
     args = parser.parse_args()
+    # Untrained models at modest n: the completeness guard would warn on every call.
+    warnings.simplefilter("ignore", integrad.CompletenessWarning)
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
