@@ -11,6 +11,7 @@ export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if ! $PY -c "import captum" 2>/dev/null; then
     ls .whl/captum-*.whl >/dev/null 2>&1 || { echo "no .whl/captum-*.whl: run 'make gpu-wheels' first"; exit 2; }
     $PY -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
+        --root-user-action=ignore \
         --upgrade --target "$SITE" .whl/captum-*.whl || exit 2
 fi
 $PY - <<'PY' || exit 2

@@ -5,15 +5,18 @@ Per model it prints integrad / floor, integrad / Captum (Captum's default, and i
 forward + ``torch.autograd.grad`` with respect to precomputed Gauss–Legendre path points,
 in chunks, at the best chunk size of a sweep (as ``bench/speed.py``); for MiniLM layer IG
 the points live in the word embeddings' output space and a forward hook swaps each chunk
-in. integrad and Captum run with their defaults (integrad's completeness guard included:
-it runs F(x) and F(x') forward, which neither the floor nor Captum does).
+in. integrad and Captum run with their defaults; the CompletenessWarning is filtered (the
+untrained models would trip it), so ``IntegratedGradients`` skips the F(x) and F(x') forward
+passes of its guard, as Captum does without ``return_convergence_delta``.
 
 Procedure, per model, all in this process: a sweep (median of ``--sweep-repeats`` runs per
 size) picks the floor's two best chunk sizes and Captum's best ``internal_batch_size``;
 then those, integrad and Captum's default alternate for ``--repeats`` runs (medians).
 Peak memory is one more run of each: on CUDA ``torch.cuda.max_memory_allocated`` above
 what was allocated before; on CPU the process's resident high-water mark (reset through
-``/proc/self/clear_refs``) above its size before. "flat" is integrad's peak at 4n over n.
+``/proc/self/clear_refs``, after ``malloc_trim`` hands the heap's free pages back, so that
+memory freed by an earlier run cannot hide growth) above its size before. "flat" is
+integrad's peak at 4n over n.
 
     python bench/zoo.py [--device cpu|cuda] [--quick] [--models resnet18 minilm ...]
 """
@@ -21,6 +24,8 @@ what was allocated before; on CPU the process's resident high-water mark (reset 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import statistics
 import sys
 import time
@@ -211,6 +216,7 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> float:
         fn()
         sync(device)
         return torch.cuda.max_memory_allocated(device) - before
+    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the resident high-water mark
     before = _resident("VmRSS:")

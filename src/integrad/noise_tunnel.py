@@ -258,7 +258,9 @@ def _draw(
     for _ in range(k):
         for i, x in enumerate(xs):
             if active[i]:
-                noise[i].append(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
+                # Drawn where the generator lives (a CPU generator serves CUDA inputs too).
+                draw = torch.randn(x.shape, generator=gen, device=gen.device, dtype=x.dtype)
+                noise[i].append(draw.to(x.device))
         for i, d in enumerate(distributions or ()):
             if isinstance(d, torch.Tensor):
                 picks[i].append(
