@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo readme-images docs test lint bench clean chromium
+.PHONY: demo readme-images docs test lint bench clean chromium gpu-wheels gpu-check
 
 $(VENV)/.demo: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,7 @@ test: lint chromium
 
 bench: $(VENV)/.test
 	$(PY) bench/speed.py
+	$(PY) bench/zoo.py
 	$(PY) bench/memory.py
 	$(PY) bench/tolerance.py --threads 1
 	$(PY) bench/exact.py
@@ -52,6 +53,18 @@ bench: $(VENV)/.test
 	$(PY) bench/guided_blur.py
 	$(PY) bench/quadrature.py
 	$(PY) bench/runs.py
+
+# GPU readiness. The GPU machine has its own python3 with torch (CUDA) and no network, so
+# no virtual environment there: Captum travels as a wheel fetched here (`make gpu-wheels`,
+# into .whl/, git-ignored) and `make gpu-check` runs there from the source tree:
+# the tests that take the `device` fixture on CUDA, then `bench/zoo.py --device cuda --quick`.
+.whl/captum-0.9.0-py3-none-any.whl:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: -d .whl captum==0.9.0
+
+gpu-wheels: .whl/captum-0.9.0-py3-none-any.whl
+
+gpu-check:
+	PYTHON=$(PYTHON) bash bench/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) out

@@ -31,6 +31,18 @@ class TwoInputs(nn.Module):
         return h.view(-1, 2, 4) if shaped else h
 
 
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Each available device: tests that take it run on the CPU and, when present, CUDA.
+
+    ``make gpu-check`` runs the CUDA ones (``-k cuda``) on a machine with a GPU.
+    """
+    return torch.device(request.param)
+
+
 @pytest.fixture
 def two_inputs() -> TwoInputs:
     return TwoInputs().double()

@@ -75,11 +75,11 @@ def test_batched_equals_one_example_at_a_time_and_any_chunking():
     torch.testing.assert_close(first.delta, chunked.delta, rtol=0, atol=1e-14)
 
 
-def test_linear_model_with_grad_step_equal_to_the_sigma_step_telescopes_exactly():
+def test_linear_model_with_grad_step_equal_to_the_sigma_step_telescopes_exactly(device):
     # Then each forward difference spans one step of the path: the sum is
     # w ⊙ (x − blur(x, max_sigma)). Sigmas are exact binary fractions here.
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 2)).double()
-    x = images(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 2)).double().to(device)
+    x = images(2).to(device)
     exp = integrad.explain_blur(model, x, target=1, n_steps=16, max_sigma=4.0, grad_step=0.25)
     blurred = gaussian_blur(x, 4.0, "constant")
     w = model[1].weight[1].detach().reshape(3, 6, 6)

@@ -92,7 +92,7 @@ def test_bytes_per_point_is_remembered_and_rechecked():
     first = _engine.Engine(path_problem(model, x, torch.zeros_like(x), 0))
     rows, alphas = torch.arange(2).repeat(4), torch.linspace(0, 1, 8).double()
     first.gradients(rows, alphas, torch.ones(8).double())
-    assert _memory.remembered(first.problem) == first.bytes_per_point
+    assert _memory.remembered(first.problem).bytes_per_point == first.bytes_per_point
     # A stale remembered figure (the model changed) is corrected on the first chunk.
     _memory.remember(first.problem, 1.0)
     again = _engine.Engine(first.problem)
@@ -252,3 +252,35 @@ def test_huge_n_steps_stay_within_the_memory_budget(method):
         [sys.executable, "-c", _BOUNDED, method], capture_output=True, text=True, timeout=120
     )
     assert "reached the model" in done.stdout, done.stderr[-2000:]
+
+
+# -- half precision ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_linear_model_sums_without_losing_bits(dtype, device):
+    # Path points run in the model's dtype; the sum over 256 points is kept wide, so the
+    # result is w ⊙ (x − x') up to the two roundings of the final product (a running sum
+    # in bfloat16 is off by about 20 ulps here).
+    torch.manual_seed(0)
+    model = nn.Linear(16, 3).to(device, dtype)
+    x = (2 * torch.rand(4, 16)).to(device, dtype)
+    b = (0.1 * torch.rand(4, 16)).to(device, dtype)
+    exp = integrad.explain(model, x, baselines=b, target=1, n_steps=256)
+    assert exp.attributions.dtype == dtype
+    want = model.weight[1].detach().double() * (x.double() - b.double())
+    err = (exp.attributions.double() - want).abs()
+    assert bool((err <= 2 * torch.finfo(dtype).eps * want.abs() + 1e-6).all())
+
+
+def test_autocast_runs_the_model_in_bfloat16_and_returns_float32_attributions(device):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 3)).eval().to(device)
+    x, b = torch.rand(4, 16, device=device), 0.1 * torch.rand(4, 16, device=device)
+    plain = integrad.explain(model, x, baselines=b, target=2, n_steps=64)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        cast = integrad.explain(model, x, baselines=b, target=2, n_steps=64)
+    assert cast.attributions.dtype == torch.float32
+    assert not torch.equal(cast.attributions, plain.attributions)  # bfloat16 did run
+    gap = (cast.attributions - plain.attributions).norm() / plain.attributions.norm()
+    assert float(gap) < 2e-2

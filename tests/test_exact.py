@@ -8,6 +8,8 @@ interval mean no switch inside), and integrates with plain autograd at piece mid
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import small_cnn
@@ -176,15 +178,19 @@ def test_bias_free_relu_net_from_zero_is_one_region_and_gradient_times_input():
     [mlp(), mlp(seed=1, act=lambda: nn.LeakyReLU(0.1)), cnn()],
     ids=["relu-mlp", "leaky-mlp", "cnn"],
 )
-def test_matches_the_brute_force_oracle(model):
+def test_matches_the_brute_force_oracle(model, device):
     model.eval()
     shape = (1, 1, 8, 8) if isinstance(model[0], nn.Conv2d) else (2, 20)  # CNN: slow oracle
     x, b = rand(*shape), rand(*shape, seed=1) * 0.5
     target = [0, 2][: shape[0]]
-    exp = integrad.explain(model, x, baselines=b, target=target, method="exact")
+    on_device = copy.deepcopy(model).to(device)
+    exp = integrad.explain(
+        on_device, x.to(device), baselines=b.to(device), target=target, method="exact"
+    )
+    assert exp.attributions.device.type == device.type
     for i in range(shape[0]):
         ig, pieces = oracle(model, x[i], b[i], target[i])
-        torch.testing.assert_close(exp.attributions[i], ig, rtol=0, atol=1e-10)
+        torch.testing.assert_close(exp.attributions[i].cpu(), ig, rtol=0, atol=1e-10)
         assert int(exp.extras["regions"][i]) == pieces
     assert exp.delta.abs().max() < 1e-12
     assert (exp.n_evals == exp.extras["regions"]).all()

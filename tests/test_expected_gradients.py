@@ -13,10 +13,10 @@ def rand(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def test_linear_model_gives_weight_times_distance_to_the_mean_reference():
+def test_linear_model_gives_weight_times_distance_to_the_mean_reference(device):
     # For F linear the gradient is w everywhere: E[(x - x') w] over the sampled references.
-    model = torch.nn.Linear(5, 2).double()
-    x, refs = rand(3, 5), rand(4, 5, seed=1)
+    model = torch.nn.Linear(5, 2).double().to(device)
+    x, refs = rand(3, 5).to(device), rand(4, 5, seed=1).to(device)
     eg = integrad.ExpectedGradients(model)
     exact = eg.attribute(x, baselines=refs, target=1, n_steps=2)
     torch.testing.assert_close(exact, model.weight[1].detach() * (x - refs.mean(0)))

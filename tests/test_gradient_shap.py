@@ -40,12 +40,12 @@ def test_positional_n_samples_is_the_number_of_samples():
     assert delta.shape == (3 * 7,)
 
 
-def test_linear_model_is_exact_per_sample():
+def test_linear_model_is_exact_per_sample(device):
     # The gradient of a linear model is w everywhere: each sample gives w (x~ - x'), so the
     # per-sample delta is 0 and a one-row distribution gives w (x - x') exactly.
-    model = torch.nn.Linear(4, 3).double()
+    model = torch.nn.Linear(4, 3).double().to(device)
     w = model.weight[2].detach()
-    x, refs = rand(3, 4), rand(6, 4, seed=1)
+    x, refs = rand(3, 4).to(device), rand(6, 4, seed=1).to(device)
     gs = integrad.GradientShap(model)
     one = gs.attribute(x, refs[:1], n_samples=4, target=2, generator=gen())
     torch.testing.assert_close(one, w * (x - refs[:1]))

@@ -30,9 +30,9 @@ def test_gradient_of_a_quadratic_at_the_input():
 
 
 @pytest.mark.parametrize("abs_", [True, False])
-def test_saliency_matches_captum(abs_):
-    model = small_cnn()
-    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+def test_saliency_matches_captum(abs_, device):
+    model = small_cnn().to(device)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)).to(device)
     target = [0, 3, 2, 4]
     ours = integrad.Saliency(model).attribute(x, target=target, abs=abs_)
     theirs = CaptumSaliency(model).attribute(x, target=target, abs=abs_)

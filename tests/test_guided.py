@@ -88,9 +88,9 @@ def test_without_deviation_it_is_ig_with_the_left_riemann_rule():
 
 
 @pytest.mark.parametrize(("fraction", "max_dist"), [(0.25, 0.02), (0.1, 1.0)])
-def test_linear_model_gets_weight_times_difference_on_any_path(fraction, max_dist):
-    model = nn.Linear(7, 3).double()
-    x, b = rand(4, 7), rand(4, 7, seed=1)
+def test_linear_model_gets_weight_times_difference_on_any_path(fraction, max_dist, device):
+    model = nn.Linear(7, 3).double().to(device)
+    x, b = rand(4, 7).to(device), rand(4, 7, seed=1).to(device)
     exp = integrad.explain_guided(
         model, x, baselines=b, target=1, n_steps=13, fraction=fraction, max_dist=max_dist
     )

@@ -23,9 +23,9 @@ def test_complete_by_construction_at_any_n(n):
     assert exp.n_forward.tolist() == [n + 1] * 4
 
 
-def test_linear_model_shares_the_change_by_squared_weights():
-    model = torch.nn.Linear(5, 2).double()
-    x, b = rand(3, 5), rand(3, 5, seed=1)
+def test_linear_model_shares_the_change_by_squared_weights(device):
+    model = torch.nn.Linear(5, 2).double().to(device)
+    x, b = rand(3, 5).to(device), rand(3, 5, seed=1).to(device)
     exp = integrad.explain(model, x, baselines=b, target=0, n_steps=4, method="idgi")
     w = model.weight[0].detach()
     change = ((x - b) @ w).unsqueeze(1)

@@ -62,9 +62,9 @@ def test_gauss_legendre_exactness_follows_the_polynomial_degree():
 
 
 @pytest.mark.parametrize("g", [torch.sigmoid, torch.tanh, nn.functional.softplus])
-def test_closed_form_for_a_function_of_a_projection(g):
-    w = rand(6, seed=3)
-    x, b = rand(4, 6, seed=4), rand(4, 6, seed=5) * 0.3
+def test_closed_form_for_a_function_of_a_projection(g, device):
+    w = rand(6, seed=3).to(device)
+    x, b = rand(4, 6, seed=4).to(device), rand(4, 6, seed=5).to(device) * 0.3
 
     def model(t: torch.Tensor) -> torch.Tensor:
         return g(t @ w)

@@ -17,10 +17,10 @@ def images(seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("to_input", [False, True])
 @pytest.mark.parametrize("layer_index", [2, 4])
-def test_matches_captum_on_an_inner_cnn_layer(to_input, layer_index):
-    model = small_cnn()
+def test_matches_captum_on_an_inner_cnn_layer(to_input, layer_index, device):
+    model = small_cnn().to(device)
     layer = model[layer_index]
-    x, b = images(), images(1) * 0.1
+    x, b = images().to(device), images(1).to(device) * 0.1
     kwargs = dict(
         baselines=b,
         target=[0, 3, 1],

@@ -18,10 +18,10 @@ def images(seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize(
     "selector", [(2, 1, 3), lambda a: a[:, 1].sum(dim=(1, 2))], ids=["tuple", "callable"]
 )
-def test_matches_captum(selector, to_input):
-    model = small_cnn()
+def test_matches_captum(selector, to_input, device):
+    model = small_cnn().to(device)
     layer = model[2]
-    x = images()
+    x = images().to(device)
     kwargs = dict(n_steps=16, attribute_to_neuron_input=to_input)
     ours = integrad.NeuronIntegratedGradients(model, layer).attribute(x, selector, **kwargs)
     theirs = CaptumNIG(model, layer).attribute(x, selector, **kwargs)

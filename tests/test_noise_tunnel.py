@@ -53,9 +53,9 @@ def test_zero_noise_matches_captums_noise_tunnel_with_baselines_and_deltas():
     torch.testing.assert_close(d_ours, d_theirs, rtol=1e-5, atol=1e-7)
 
 
-def test_smoothgrad_of_a_sine_has_its_closed_form():
+def test_smoothgrad_of_a_sine_has_its_closed_form(device):
     # E[cos(x + e)] = cos(x) exp(-sigma^2 / 2) for e ~ N(0, sigma^2).
-    x = rand(2, 5)
+    x = rand(2, 5).to(device)
     sigma, n = 0.5, 6000
     nt = integrad.NoiseTunnel(integrad.Saliency(lambda t: torch.sin(t).sum(1)))
     smooth = nt.attribute(

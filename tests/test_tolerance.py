@@ -16,7 +16,7 @@ class Ridge(nn.Module):
     def __init__(self, w: torch.Tensor, offsets: torch.Tensor, act: nn.Module) -> None:
         super().__init__()
         self.w, self.offsets, self.act = w, offsets, act
-        self.c = torch.linspace(1.0, 2.0, len(offsets), dtype=w.dtype)
+        self.c = torch.linspace(1.0, 2.0, len(offsets), dtype=w.dtype, device=w.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x @ self.w
@@ -45,9 +45,12 @@ def inputs(features: int = 12, batch: int = 16, seed: int = 1) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("tol", [1e-2, 3e-3])
-def test_piecewise_model_meets_tolerance_against_closed_form(tol: float) -> None:
-    model = ridge(nn.ReLU())
-    x = inputs()
+def test_piecewise_model_meets_tolerance_against_closed_form(
+    tol: float, device: torch.device
+) -> None:
+    on_cpu = ridge(nn.ReLU())
+    model = Ridge(on_cpu.w.to(device), on_cpu.offsets.to(device), nn.ReLU())
+    x = inputs().to(device)
     exp = integrad.explain(model, x, target=0, tolerance=tol)
     assert exp.method == "tolerance:piecewise"
     assert bool(exp.converged.all())
@@ -56,9 +59,12 @@ def test_piecewise_model_meets_tolerance_against_closed_form(tol: float) -> None
 
 
 @pytest.mark.parametrize(("tol", "budget"), [(1e-4, 50), (1e-8, 200)])
-def test_smooth_model_meets_tolerance_with_few_evaluations(tol: float, budget: int) -> None:
-    model = ridge(nn.Tanh())
-    x = inputs()
+def test_smooth_model_meets_tolerance_with_few_evaluations(
+    tol: float, budget: int, device: torch.device
+) -> None:
+    on_cpu = ridge(nn.Tanh())
+    model = Ridge(on_cpu.w.to(device), on_cpu.offsets.to(device), nn.Tanh())
+    x = inputs().to(device)
     exp = integrad.explain(model, x, target=0, tolerance=tol)
     assert exp.method == "tolerance:smooth"
     assert bool(exp.converged.all())

@@ -93,7 +93,7 @@ def copies(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(t.detach().clone() for t in tensors)
 
 
-def _training_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def training_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Dropout/BatchNorm modules left in training mode, with their names."""
     coupled = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
     return [
@@ -123,7 +123,7 @@ def user_stacklevel() -> int:
 
 def warn_if_training(forward_func: Callable[..., Any]) -> None:
     model = owner(forward_func)
-    modules = [] if model is None else _training_modules(model)
+    modules = [] if model is None else training_modules(model)
     if modules:
         names = [name for name, _ in modules]
         kinds = {isinstance(m, nn.modules.dropout._DropoutNd) for _, m in modules}

@@ -10,9 +10,10 @@ more than one chunk of path points and their autograd graph.
 Chunk sizes: with ``internal_batch_size`` the engine follows Captum (each chunk
 holds ``max(1, internal_batch_size // batch)`` steps of every example). Otherwise
 it measures, with a forward pass on a few inputs, how many bytes of activations
-autograd saves per path point, and sizes the following chunks to stay within ``max_memory``
-(default :data:`DEFAULT_MAX_MEMORY`) and near :data:`TARGET_CHUNK_BYTES`, the size
-at which CPU forward+backward runs fastest (see ``bench/chunks.py``).
+autograd saves per path point, and :class:`~integrad._memory.ChunkPolicy` sizes the
+chunks within ``max_memory`` (default :data:`DEFAULT_MAX_MEMORY`, or on CUDA a share of
+the free device memory): on CUDA as large as the budget allows, elsewhere at the faster
+of two sizes timed on the first chunks (see ``bench/chunks.py`` and ``bench/zoo.py``).
 """
 
 from __future__ import annotations
@@ -25,21 +26,31 @@ import torch
 from torch import nn
 
 from . import _memory
-from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, warn_if_training
+from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, training_modules, warn_if_training
 from ._inputs import ExtraArgs, Target, as_inputs, check_callable, check_output
-from ._memory import Accumulator, Heap, SavedBytes, counting
+from ._memory import (
+    DEFAULT_MAX_MEMORY,
+    MIN_CHUNK_POINTS,
+    TARGET_CHUNK_BYTES,
+    Accumulator,
+    ChunkPolicy,
+    Heap,
+    SavedBytes,
+    counting,
+    default_budget,
+)
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import Rule
 
-DEFAULT_MAX_MEMORY = 1 << 30
-"""Default ``max_memory``: 1 GiB for one chunk's path points and saved activations."""
-
-TARGET_CHUNK_BYTES = 12 << 20
-"""Preferred activation bytes per chunk when memory allows (fastest on CPUs measured)."""
-
-MIN_CHUNK_POINTS = 32
-"""Never split below this many points for speed alone (per-call overhead dominates)."""
+__all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "MIN_CHUNK_POINTS",
+    "TARGET_CHUNK_BYTES",
+    "Engine",
+    "PathGradients",
+    "PathProblem",
+]
 
 _PROBE_POINTS = 4
 
@@ -144,13 +155,20 @@ class Engine:
                 f"max_memory must be a positive int (bytes) or None, got {max_memory!r}"
             )
         self.problem = problem
-        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        device = problem.inputs[0].device
+        self.max_memory = default_budget(device) if max_memory is None else max_memory
+        self.policy = ChunkPolicy(self.max_memory, fill=device.type == "cuda")
+        # A model in training mode (BatchNorm on chunk statistics) depends on the chunking:
+        # keep it the same from call to call rather than timed.
+        model = problem.owner
+        self._timed = model is None or not training_modules(model)
         self.internal_batch_size = internal_batch_size
         self.bytes_per_point: float | None = None
         self.chunks_run = 0
-        self.evals = torch.zeros(problem.batch, dtype=torch.long)
+        # Row indices may come on the CPU or the inputs' device: every use moves them.
+        self.evals = torch.zeros(problem.batch, dtype=torch.long, device=device)
         """Forward+backward evaluations per example so far."""
-        self.forwards = torch.zeros(problem.batch, dtype=torch.long)
+        self.forwards = torch.zeros(problem.batch, dtype=torch.long, device=device)
         """Forward-only evaluations per example so far."""
         self._recount = False
         self._called = False
@@ -169,11 +187,8 @@ class Engine:
             return None
         return max(1, self.internal_batch_size // self.problem.batch) * self.problem.batch
 
-    def _auto_chunk(self) -> int:
-        per_point = max(self.bytes_per_point or 1.0, 1.0)
-        by_memory = int(self.max_memory // per_point)
-        by_speed = max(MIN_CHUNK_POINTS, int(TARGET_CHUNK_BYTES // per_point))
-        return max(1, min(by_memory, by_speed))
+    def _per_point(self) -> float:
+        return max(self.bytes_per_point or 1.0, 1.0)
 
     def chunk_points(self) -> int:
         """Points per chunk the engine will use (measuring the model first if needed)."""
@@ -181,7 +196,7 @@ class Engine:
         if fixed is not None:
             return fixed
         self._measure()
-        return self._auto_chunk()
+        return self.policy.size(self._per_point())
 
     def _measure(self) -> None:
         if self.bytes_per_point is None:
@@ -189,22 +204,26 @@ class Engine:
             if remembered is None:
                 self._probe()
             else:
-                self.bytes_per_point = remembered
+                self.bytes_per_point = remembered.bytes_per_point
+                if self.policy.chosen is None:
+                    self.policy.chosen = remembered.chunk
                 self._recount = True
 
-    def _chunks(self, total: int) -> Iterator[slice]:
+    def _chunks(self, total: int, timed: bool = False) -> Iterator[slice]:
+        """Slices of ``range(total)``, one per chunk; ``timed``: gradient chunks that may
+        try two sizes (see :class:`~integrad._memory.ChunkPolicy`)."""
         fixed = self._fixed_chunk()
-        if fixed is None:
-            self._measure()
-        start = 0
-        while start < total:
-            size = fixed
-            if size is None:
-                # Equal chunks: a small remainder chunk runs at a poor rate.
-                left = total - start
-                size = -(-left // -(-left // self._auto_chunk()))
-            yield slice(start, min(total, start + size))
-            start += size
+        if fixed is not None:
+            for start in range(0, total, fixed):
+                yield slice(start, min(total, start + fixed))
+            return
+        self._measure()
+        yield from self.policy.slices(
+            total,
+            self._per_point,
+            timed,
+            lambda size: _memory.remember(self.problem, chunk=size),
+        )
 
     def _probe(self) -> None:
         """Measure the autograd memory of one path point with a forward on a few inputs.
@@ -213,10 +232,12 @@ class Engine:
         or target before any real work. The figure is remembered for the same model
         and input shapes, and re-measured on the first real chunk of later calls.
         """
-        rows = torch.arange(min(self.problem.batch, _PROBE_POINTS))
+        device = self.evals.device
+        rows = torch.arange(min(self.problem.batch, _PROBE_POINTS), device=device)
         counter = SavedBytes(int(rows.numel()))
+        ones = torch.ones(rows.numel(), device=device)
         with torch.enable_grad(), self._kept:
-            points = tuple(p.requires_grad_() for p in self.points(rows, torch.ones(rows.numel())))
+            points = tuple(p.requires_grad_() for p in self.points(rows, ones))
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 out = self._forward(points, rows)
             self._differentiable(self._select(out, rows))
@@ -316,7 +337,8 @@ class Engine:
     def _node_major(
         self, quad: Rule, rows: torch.Tensor | None, weights: torch.Tensor | None
     ) -> tuple[int, Callable[[slice], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
-        rows = torch.arange(self.problem.batch) if rows is None else rows
+        if rows is None:
+            rows = torch.arange(self.problem.batch, device=self.evals.device)
         m = int(rows.numel())
         if weights is not None and int(weights.numel()) != m * quad.n:
             raise ValueError(f"weights has {weights.numel()} entries for {m * quad.n} points")
@@ -330,7 +352,7 @@ class Engine:
                 alphas, rule_weights = quad.nodes(first, last)
             else:
                 alphas, rule_weights = whole[0][first:last], whole[1][first:last]
-            index = torch.arange(part.start, part.stop)
+            index = torch.arange(part.start, part.stop, device=alphas.device)
             node = index // m - first
             chosen = rule_weights[node] if weights is None else weights[part]
             return rows[index % m], alphas[node], chosen
@@ -343,9 +365,9 @@ class Engine:
         Also keeps the whole output at the inputs in :attr:`at_inputs` when it is a
         ``(batch, classes)`` matrix, for :meth:`predictions`.
         """
-        batch = self.problem.batch
-        alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double()
-        rows = torch.arange(batch).repeat(2)
+        batch, device = self.problem.batch, self.evals.device
+        alphas = torch.cat([torch.ones(batch), torch.zeros(batch)]).double().to(device)
+        rows = torch.arange(batch, device=device).repeat(2)
         values = self._values(
             2 * batch,
             lambda part: (rows[part], self.points(rows[part], alphas[part])),
@@ -380,8 +402,9 @@ class Engine:
         tail = self._target_tail
         if self.at_inputs is None and tail is not None and len(tail) == 1 and tail[0] > 1:
             # The method took F(x) its own way: one forward pass at the inputs.
-            batch = self.problem.batch
-            every, ones = torch.arange(batch), torch.ones(batch, dtype=torch.float64)
+            batch, device = self.problem.batch, self.evals.device
+            every = torch.arange(batch, device=device)
+            ones = torch.ones(batch, dtype=torch.float64, device=device)
             self._values(
                 batch,
                 lambda part: (every[part], self.points(every[part], ones[part])),
@@ -434,7 +457,7 @@ class Engine:
                 values.append(self._select(out, r).detach())
                 if seen is not None:
                     seen(part, check_output(out, int(r.numel()), "path points"))
-                self.forwards.index_add_(0, r, torch.ones_like(r))
+                self._count(self.forwards, r)
         return torch.cat(values)
 
     def _builder(
@@ -470,7 +493,7 @@ class Engine:
             with torch.no_grad(), self._kept:
                 out = self._forward(self.points(r, alphas[part]), r)
                 value = self._select(out, r).detach()
-            self.forwards.index_add_(0, r, torch.ones_like(r))
+            self._count(self.forwards, r)
             yield r, value
 
     def gradients(
@@ -529,7 +552,7 @@ class Engine:
         sums = Accumulator(self.problem.inputs)
         outputs = []
         heap = Heap()
-        for part in self._chunks(total):
+        for part in self._chunks(total, timed=self._timed):
             r, alphas, w = part_of(part)
             if build is not None:
                 points = build(part)
@@ -543,7 +566,7 @@ class Engine:
             heap.settle(int((self.bytes_per_point or 0) * r.numel()))
             outputs.append(value)
             sums.add(r, grads, w)
-            self.evals.index_add_(0, r, torch.ones_like(r))
+            self._count(self.evals, r)
         result = sums.result()
         for i, s in enumerate(result):
             if not bool(torch.isfinite(s).all()):
@@ -554,7 +577,9 @@ class Engine:
                     "would be NaN. Check the model for operations whose gradient is undefined at "
                     "some path point (sqrt or norm at 0, log of 0, division by 0)"
                 )
-        return PathGradients(result, torch.cat(outputs) if outputs else torch.empty(0))
+        if not outputs:
+            return PathGradients(result, torch.empty(0, device=self.evals.device))
+        return PathGradients(result, torch.cat(outputs))
 
     def _gradient_chunk(
         self, rows: torch.Tensor, built: tuple[torch.Tensor, ...]
@@ -581,6 +606,11 @@ class Engine:
             torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=True)
         )
         return dense, selected.detach()
+
+    @staticmethod
+    def _count(counter: torch.Tensor, rows: torch.Tensor) -> None:
+        rows = rows.to(counter.device)
+        counter.index_add_(0, rows, torch.ones_like(rows))
 
     @staticmethod
     def _differentiable(selected: torch.Tensor) -> torch.Tensor:

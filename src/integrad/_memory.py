@@ -1,8 +1,9 @@
 """Memory of a path evaluation: what a path point costs, and sums that do not lose bits.
 
 :class:`Accumulator` sums weighted gradients in float64; ``SavedBytes`` measures the
-activations autograd keeps per point (remembered per model and input signature); ``Heap``
-keeps glibc's heap from creeping up over hundreds of chunks.
+activations autograd keeps per point (remembered per model and input signature);
+:class:`ChunkPolicy` turns that into points per chunk; ``Heap`` keeps glibc's heap from
+creeping up over hundreds of chunks.
 """
 
 from __future__ import annotations
@@ -11,15 +12,32 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import time
 import weakref
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 if TYPE_CHECKING:
     from ._engine import PathProblem
+
+DEFAULT_MAX_MEMORY = 1 << 30
+"""Default ``max_memory`` off CUDA: 1 GiB for one chunk's path points and saved activations."""
+
+CUDA_SHARE = 0.5
+"""Default ``max_memory`` on CUDA: this share of the device memory free when a call starts
+(what the driver reports free plus what torch's allocator holds unused). A share, not all of
+it, so that transient buffers of the backward pass fit, and so that several processes on one
+GPU can each run; a process that must share more tightly passes its own ``max_memory``."""
+
+TARGET_CHUNK_BYTES = 12 << 20
+"""Off CUDA, the first of the two chunk sizes tried aims at this many activation bytes."""
+
+MIN_CHUNK_POINTS = 32
+"""Off CUDA, the first size tried holds at least this many points (per-call overhead)."""
 
 
 class SavedBytes:
@@ -101,9 +119,105 @@ def counting(counter: SavedBytes | None) -> Iterator[None]:
         yield
 
 
-# Bytes per path point, remembered per model and input signature so that repeated calls
-# (a dataset explained batch by batch) skip the probe; weak keys never keep a model alive.
-_MEMORY: weakref.WeakKeyDictionary[Any, dict[Hashable, float]] = weakref.WeakKeyDictionary()
+def default_budget(device: torch.device) -> int:
+    """``max_memory`` when the caller gives none: see :data:`CUDA_SHARE`."""
+    if device.type != "cuda":
+        return DEFAULT_MAX_MEMORY
+    free, _ = torch.cuda.mem_get_info(device)
+    unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return max(1, int(CUDA_SHARE * (free + unused)))
+
+
+class ChunkPolicy:
+    """Points per chunk, from the bytes a point costs and the memory budget.
+
+    On CUDA the chunk fills the budget: a GPU runs fastest on the largest batch it can
+    hold. Off CUDA the best chunk depends on the model and the machine's caches (measured
+    in docs/benchmarks.md: 32 points of a 64-px CNN, thousands of a small MLP, a few of a
+    ResNet-18), so the first gradient chunks of a long path are timed at two sizes — one
+    aimed at :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_POINTS`), and four times
+    it where the target set it, a quarter of it where the minimum or the budget did —
+    and the rest of the path runs at the faster, never above the budget. The choice is
+    remembered with the bytes per point, so repeated calls skip the trial. Chunking only
+    reorders a float64 sum and batches the model differently: results agree with any other
+    chunking to rounding.
+    """
+
+    def __init__(self, budget: int, fill: bool, chosen: int | None = None) -> None:
+        self.budget = budget
+        self.fill = fill
+        self.chosen = chosen
+
+    def by_memory(self, bytes_per_point: float) -> int:
+        return max(1, int(self.budget // max(bytes_per_point, 1.0)))
+
+    def first(self, bytes_per_point: float) -> int:
+        """The size aimed at the byte target (or, filling, the budget's)."""
+        most = self.by_memory(bytes_per_point)
+        if self.fill:
+            return most
+        by_speed = max(MIN_CHUNK_POINTS, int(TARGET_CHUNK_BYTES // max(bytes_per_point, 1.0)))
+        return max(1, min(most, by_speed))
+
+    def second(self, bytes_per_point: float) -> int:
+        """The other size tried: larger where the byte target set the first, else (the
+        first held at :data:`MIN_CHUNK_POINTS`, or at the budget) smaller, but not below
+        a quarter of the minimum (the first itself then: no trial)."""
+        first, most = self.first(bytes_per_point), self.by_memory(bytes_per_point)
+        if MIN_CHUNK_POINTS < first < most:
+            return min(most, 4 * first)
+        return first // 4 if first // 4 >= MIN_CHUNK_POINTS // 4 else first
+
+    def size(self, bytes_per_point: float) -> int:
+        if self.chosen is None:
+            return self.first(bytes_per_point)
+        return max(1, min(self.chosen, self.by_memory(bytes_per_point)))
+
+    def slices(
+        self,
+        total: int,
+        bytes_per_point: Callable[[], float],
+        timed: bool,
+        chose: Callable[[int], None],
+    ) -> Iterator[slice]:
+        """Chunks covering ``range(total)``; ``timed`` lets the first ones try two sizes.
+
+        A chunk's time is from its yield to the next request: the caller's work on it.
+        ``chose`` hears the size settled on. After the trial, equal chunks: a small
+        remainder chunk would run at a poor rate.
+        """
+        start = 0
+        if timed and not self.fill and self.chosen is None:
+            first, second = self.first(bytes_per_point()), self.second(bytes_per_point())
+            if second != first and total >= first + second:
+                # The other size first: the first chunk pays warm-up costs, so a noisy
+                # trial falls back on the byte target.
+                per_point = {}
+                for size in (second, first):
+                    began = time.perf_counter()
+                    yield slice(start, start + size)
+                    per_point[size] = (time.perf_counter() - began) / size
+                    start += size
+                self.chosen = second if per_point[second] < per_point[first] else first
+                chose(self.chosen)
+        while start < total:
+            left = total - start
+            size = -(-left // -(-left // self.size(bytes_per_point())))
+            yield slice(start, min(total, start + size))
+            start += size
+
+
+@dataclass
+class Remembered:
+    """What a model costs per path point, and the chunk size its timing settled on."""
+
+    bytes_per_point: float
+    chunk: int | None = None
+
+
+# Remembered per model and input signature so that repeated calls (a dataset explained
+# batch by batch) skip the probe and the trial; weak keys never keep a model alive.
+_MEMORY: weakref.WeakKeyDictionary[Any, dict[Hashable, Remembered]] = weakref.WeakKeyDictionary()
 
 
 def _memory_key(problem: PathProblem) -> tuple[Any, Hashable] | None:
@@ -129,15 +243,28 @@ def _memory_key(problem: PathProblem) -> tuple[Any, Hashable] | None:
     return owner, signature
 
 
-def remembered(problem: PathProblem) -> float | None:
+def remembered(problem: PathProblem) -> Remembered | None:
     key = _memory_key(problem)
     return None if key is None else _MEMORY.get(key[0], {}).get(key[1])
 
 
-def remember(problem: PathProblem, bytes_per_point: float) -> None:
+def remember(
+    problem: PathProblem, bytes_per_point: float | None = None, chunk: int | None = None
+) -> None:
+    """Record a measured cost per point and/or a chunk size settled on by timing."""
     key = _memory_key(problem)
-    if key is not None:
-        _MEMORY.setdefault(key[0], {})[key[1]] = bytes_per_point
+    if key is None:
+        return
+    entries = _MEMORY.setdefault(key[0], {})
+    known = entries.get(key[1])
+    if known is None:
+        if bytes_per_point is not None:
+            entries[key[1]] = Remembered(bytes_per_point, chunk)
+        return
+    if bytes_per_point is not None:
+        known.bytes_per_point = bytes_per_point
+    if chunk is not None:
+        known.chunk = chunk
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -171,12 +298,16 @@ class Heap:
 
     def __init__(self) -> None:
         self.ceiling: int | None = None
+        self.largest = 0
 
     def settle(self, chunk_bytes: int) -> None:
         if _TRIM is None:
             return
         resident = _resident_bytes()
-        if self.ceiling is None:
+        if self.ceiling is None or chunk_bytes > self.largest:
+            # The first chunk, or a larger one than before (after a timed trial): the
+            # process may grow by what the larger chunk needs.
             self.ceiling = resident + chunk_bytes // 2
+            self.largest = chunk_bytes
         elif resident > self.ceiling:
             _TRIM(0)

@@ -309,9 +309,11 @@ def sample_attributions(
         if group is None:  # the first rows also size the groups after them
             group = _group_rows(problem, max_memory, group_limit)
         engine = Engine(problem, max_memory=max_memory)
-        rows = torch.arange(size)
+        device = copies[0].device
+        rows = torch.arange(size, device=device)
         if quadrature is None:
-            sums = engine.gradients(rows, drawn.alphas, torch.ones(size, dtype=torch.float64)).sums
+            ones = torch.ones(size, dtype=torch.float64, device=device)
+            sums = engine.gradients(rows, drawn.alphas.to(device), ones).sums
         else:
             sums = engine.integrate(quadrature)
         global_parts = tuple(g * (c - s) for g, c, s in zip(sums, copies, starts, strict=True))

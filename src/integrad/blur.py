@@ -231,7 +231,7 @@ class _Run:
         if idgi:
             # Forward values at every level first: each step's weight is the change of
             # the output from σ_{i+1} to σ_i (towards the input).
-            rows = torch.arange(batch).repeat(n + 1)
+            rows = torch.arange(batch, device=self.engine.evals.device).repeat(n + 1)
             values = self.engine.outputs_at(rows, self._blurred).double()
             values = values.reshape(n + 1, batch)
             change = (values[:-1] - values[1:]).reshape(-1)
@@ -241,9 +241,10 @@ class _Run:
                 change,
                 lambda part, points, grads: _share_of_squares(grads),
             ).sums
-        steps = torch.tensor(self.sigmas, dtype=torch.float64).diff()
+        device = self.engine.evals.device
+        steps = torch.tensor(self.sigmas, dtype=torch.float64, device=device).diff()
         return self.engine.gradients_at(
-            torch.arange(batch).repeat(n),
+            torch.arange(batch, device=device).repeat(n),
             self._blurred,
             (-steps).repeat_interleave(batch),
             self._along_path,
@@ -259,7 +260,8 @@ class _Run:
         while start < stop:
             level, row = divmod(start, batch)
             end = min(stop, (level + 1) * batch)
-            levels.append((self.sigmas[level] + extra_sigma, torch.arange(row, row + end - start)))
+            rows = torch.arange(row, row + end - start, device=self.engine.evals.device)
+            levels.append((self.sigmas[level] + extra_sigma, rows))
             start = end
         return tuple(
             torch.cat(

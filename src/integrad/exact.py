@@ -311,8 +311,11 @@ def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tens
     """Split every example's path until each segment lies in one activation region."""
     batch = engine.problem.batch
     min_len = 64 * torch.finfo(engine.problem.inputs[0].dtype).eps
-    rows = torch.arange(batch)
-    zero, one = torch.zeros(batch, dtype=torch.float64), torch.ones(batch, dtype=torch.float64)
+    # Segment bookkeeping lives on the inputs' device, with the recorded activations.
+    dev = engine.problem.inputs[0].device
+    rows = torch.arange(batch, device=dev)
+    zero = torch.zeros(batch, dtype=torch.float64, device=dev)
+    one = torch.ones(batch, dtype=torch.float64, device=dev)
     store, values = _evaluate(engine, recorder, rows.repeat(2), torch.cat([zero, one]))
     f0, f1 = values[:batch], values[batch:]
     seg = _Segments(rows, zero, one, rows, rows + batch, f0, f1)
@@ -341,7 +344,7 @@ def _evaluate(
     chunks, values = [], []
     for r, value in engine.forward_chunks(rows, alphas, before=recorder.begin):
         chunks.append(recorder.take(int(r.numel())))
-        values.append(value.double().cpu())  # bookkeeping stays on the CPU
+        values.append(value.double())
     store = [
         tuple(_cat(parts) for parts in zip(*(c[i] for c in chunks), strict=True))
         for i in range(len(recorder.calls))
@@ -363,10 +366,10 @@ def _cat(parts: Any, rows: list[torch.Tensor] | None = None) -> torch.Tensor:
 
 def _first_difference(recorder: _Recorder, store: _Store, seg: _Segments) -> torch.Tensor:
     """Per segment, the first module call whose pattern differs between its ends (or -1)."""
-    first = torch.full((int(seg.row.numel()),), -1)
-    open_ = torch.arange(int(seg.row.numel()))
+    first = torch.full((int(seg.row.numel()),), -1, device=seg.row.device)
+    open_ = torch.arange(int(seg.row.numel()), device=seg.row.device)
     for c, (_, kind) in enumerate(recorder.calls):
-        differs = kind.incompatible(store[c], seg.ps[open_], seg.pe[open_]).cpu()
+        differs = kind.incompatible(store[c], seg.ps[open_], seg.pe[open_]).to(first.device)
         first[open_[differs]] = c
         open_ = open_[~differs]
     return first
@@ -386,14 +389,14 @@ def _switches(
         sel = (first == c).nonzero().squeeze(1)
         t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
         i, q = (~t.isnan()).nonzero(as_tuple=True)
-        found.append(sel[i.cpu()])
-        ts.append(t[i, q].cpu())
+        found.append(sel[i.to(sel.device)])
+        ts.append(t[i, q].to(seg.s.device))
     which, t = torch.cat(found), torch.cat(ts)
     alpha = seg.s[which] + t * (seg.e - seg.s)[which]
     inside = (alpha > seg.s[which]) & (alpha < seg.e[which])
     which, alpha = which[inside], alpha[inside]
     # Never expected, but a segment must always shrink: halve one without a crossing.
-    lost = torch.ones(int(seg.row.numel()), dtype=torch.bool)
+    lost = torch.ones(int(seg.row.numel()), dtype=torch.bool, device=seg.row.device)
     lost[which] = False
     lost_idx = lost.nonzero().squeeze(1)
     which = torch.cat([which, lost_idx])
@@ -418,7 +421,7 @@ def _split(
 ) -> tuple[_Segments, _Store]:
     """Cut the segments at the new points; keep only the points that still bound one."""
     n_old = int(store[0][0].shape[0]) if store else int(torch.cat([seg.ps, seg.pe]).max()) + 1
-    ids = n_old + torch.arange(int(which.numel()))
+    ids = n_old + torch.arange(int(which.numel()), device=which.device)
     head = torch.ones_like(which, dtype=torch.bool)
     head[1:] = which[1:] != which[:-1]
     tail = torch.ones_like(head)
@@ -458,7 +461,7 @@ class _Slopes:
             (g * d.index_select(0, r.to(d.device))).flatten(1).sum(1).double()
             for g, d in zip(grads, self.diffs, strict=True)
         )
-        self.parts.append(torch.as_tensor(slope).cpu())
+        self.parts.append(torch.as_tensor(slope))
         return grads
 
 
@@ -469,10 +472,11 @@ def _integrate(engine: Engine, seg: _Segments) -> tuple[tuple[torch.Tensor, ...]
     slopes = _Slopes(diffs, seg.row)
     length = seg.e - seg.s
     result = engine.gradients(seg.row, (seg.s + seg.e) / 2, length, transform=slopes)
-    slope, f_mid = torch.cat(slopes.parts), result.outputs.double().cpu()
+    slope, f_mid = torch.cat(slopes.parts), result.outputs.double()
     # Tolerance: ulps of the largest |F| and |dF/dα| seen on the example's path.
     size = torch.stack([seg.fs.abs(), seg.fe.abs(), f_mid.abs(), slope.abs()]).amax(0)
-    scale = torch.zeros(problem.batch, dtype=torch.float64).scatter_reduce(0, seg.row, size, "amax")
+    scale = torch.zeros(problem.batch, dtype=torch.float64, device=seg.row.device)
+    scale = scale.scatter_reduce(0, seg.row, size, "amax")
     tol = _CHECK_TOL * torch.finfo(problem.inputs[0].dtype).eps * scale[seg.row]
     off = torch.maximum(
         (seg.fe - seg.fs - slope * length).abs(), (f_mid - (seg.fs + seg.fe) / 2).abs()

@@ -162,4 +162,7 @@ def _at(
     """The target output at ``xs`` (one value per row), forward passes only."""
     rows = int(xs[0].shape[0])
     engine = Engine(PathProblem(forward_func, xs, xs, target, extra))
-    return engine.outputs(torch.arange(rows), torch.ones(rows, dtype=torch.float64))
+    device = xs[0].device
+    return engine.outputs(
+        torch.arange(rows, device=device), torch.ones(rows, dtype=torch.float64, device=device)
+    )

@@ -26,8 +26,9 @@ def _input_gradients(
     )
     batch = problem.batch
     # From a zero baseline the path point at alpha = 1 is exactly the input.
-    ones = torch.ones(batch, dtype=torch.float64)
-    grads = Engine(problem).gradients(torch.arange(batch), ones, ones).sums
+    device = problem.inputs[0].device
+    ones = torch.ones(batch, dtype=torch.float64, device=device)
+    grads = Engine(problem).gradients(torch.arange(batch, device=device), ones, ones).sums
     return grads, problem.inputs, was_tuple
 
 

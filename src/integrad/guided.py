@@ -210,7 +210,8 @@ def guided_path(
                 p.reshape(-1, *s).to(x.dtype)
                 for p, s, x in zip(walk.x.split(sizes, dim=1), shapes, problem.inputs, strict=True)
             )
-            evaluated = engine.gradients_at(rows, points, torch.ones(rows.numel()))
+            ones = torch.ones(rows.numel(), device=rows.device)
+            evaluated = engine.gradients_at(rows, points, ones)
             grad = flat_rows(tuple(g.index_select(0, rows) for g in evaluated.sums))
             moved = walk.step(grad, (step + 1.0) / n_steps, max_dist, 1 - (step + 1) / n_steps)
             if not idgi:
@@ -223,7 +224,8 @@ def guided_path(
             previous = (_share_of_squares((grad,))[0], value)
         if previous is not None:
             share, before = previous
-            final = engine.outputs(rows, torch.ones(rows.numel(), dtype=torch.float64)).double()
+            alphas = torch.ones(rows.numel(), dtype=torch.float64, device=rows.device)
+            final = engine.outputs(rows, alphas).double()
             attr[rows] += share * (final - before).unsqueeze(1)
     return tuple(
         a.reshape(-1, *s).to(x.dtype)
@@ -260,7 +262,7 @@ class _Walk:
         position = torch.where(self.diff != 0, (start - self.baselines) / self.diff, alpha_max)
         x = torch.where(position < alpha_min, self._at(alpha_min), start)
         grad = grad_actual.clone()
-        active = torch.ones(x.shape[0], dtype=torch.bool)
+        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         while bool(active.any()):
             l1_current = (x - self.inputs).abs().sum(dim=1)
             close = (l1_current - l1_target).abs() <= torch.clamp(

@@ -232,7 +232,8 @@ class LayerIntegratedGradients(GradientAttribution):
             with _swap(layers, points, spans, attribute_to_layer_input):
                 yield
 
-        model_args = ExtraArgs.of((torch.arange(batch), *xs, *extra.args), batch)
+        device = flat_x[0].device
+        model_args = ExtraArgs.of((torch.arange(batch, device=device), *xs, *extra.args), batch)
         quad = rule(method, n_steps)
 
         def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine, bool]:
@@ -260,7 +261,7 @@ class LayerIntegratedGradients(GradientAttribution):
                 return engine.integrate(quad), engine, evaluate.reused
             sums = [torch.zeros_like(t) for t in flat_x]
             for row in range(batch):
-                part = engine.integrate(quad, torch.tensor([row]))
+                part = engine.integrate(quad, torch.tensor([row], device=device))
                 for acc, s in zip(sums, part, strict=True):
                     acc.add_(s)
             return tuple(sums), engine, evaluate.reused
@@ -283,7 +284,7 @@ class LayerIntegratedGradients(GradientAttribution):
         attributions: LayerAttributions = (
             per_layer if isinstance(self.layer, list) else per_layer[0]
         )
-        rows = torch.arange(batch)
+        rows = torch.arange(batch, device=device)
         ends = engine.target_values(out_x, rows), engine.target_values(out_b, rows)
         delta = completeness_delta(integrated, *ends)
         if tolerance is None:  # tolerance mode reports its own certificate

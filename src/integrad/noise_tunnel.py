@@ -115,9 +115,9 @@ class NoiseTunnel:
         batch = int(xs[0].shape[0])
         gen = generator if generator is not None else torch.Generator(xs[0].device).manual_seed(0)
         scales = tuple(
-            (_row_ranges(x) * s if relative else torch.full((batch,), s, dtype=x.dtype)).to(
-                x.device
-            )
+            _row_ranges(x) * s
+            if relative
+            else torch.full((batch,), s, dtype=x.dtype, device=x.device)
             for x, s in zip(xs, sigmas, strict=True)
         )
         want_delta = bool(kwargs.get("return_convergence_delta", False))
@@ -258,7 +258,9 @@ def _draw(
     for _ in range(k):
         for i, x in enumerate(xs):
             if active[i]:
-                noise[i].append(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
+                # Drawn where the generator lives (a CPU generator serves CUDA inputs too).
+                draw = torch.randn(x.shape, generator=gen, device=gen.device, dtype=x.dtype)
+                noise[i].append(draw.to(x.device))
         for i, d in enumerate(distributions or ()):
             if isinstance(d, torch.Tensor):
                 picks[i].append(

@@ -124,25 +124,26 @@ def integrate_to_tolerance(
     batch = engine.problem.batch
     problem = engine.problem
     diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
-    # Per-example bookkeeping stays on the CPU, whatever the model's device.
-    change = (output - baseline_output).double().cpu()
-    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double().cpu()
+    # Per-example bookkeeping lives on the inputs' device, as the outputs do.
+    device = output.device
+    change = (output - baseline_output).double()
+    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double()
     allowed_gap = tolerance * change.abs() + floor
 
     grads = ladder.first()
-    pending = torch.ones(batch, dtype=torch.bool)
-    estimate = torch.full((batch,), math.inf, dtype=torch.float64)
-    converged = torch.zeros(batch, dtype=torch.bool)
-    points = torch.zeros(batch, dtype=torch.long)
+    pending = torch.ones(batch, dtype=torch.bool, device=device)
+    estimate = torch.full((batch,), math.inf, dtype=torch.float64, device=device)
+    converged = torch.zeros(batch, dtype=torch.bool, device=device)
+    points = torch.zeros(batch, dtype=torch.long, device=device)
     while pending.any() and ladder.evaluations_next() <= max_steps:
         new = ladder.next(pending)
         rows = pending.nonzero().squeeze(1)
         attr_new = _attributions(new, diffs, rows)
         attr_old = _attributions(grads, diffs, rows)
         size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
-        rel = ((attr_new - attr_old).norm(dim=1) / size).cpu()
+        rel = (attr_new - attr_old).norm(dim=1) / size
         estimate[rows] = ladder.estimate(rel)
-        gap = (attr_new.sum(dim=1).cpu() - change[rows]).abs()
+        gap = (attr_new.sum(dim=1) - change[rows]).abs()
         for g, n in zip(grads, new, strict=True):
             g[rows] = n[rows]
         points[rows] = ladder.points
@@ -185,7 +186,9 @@ class _Piecewise:
         self.engine = engine
         self.cells = FIRST_CELLS
         self.raw = tuple(torch.zeros_like(x) for x in engine.problem.inputs)
-        self.mass = torch.zeros(engine.problem.batch, dtype=torch.float64)
+        self.mass = torch.zeros(
+            engine.problem.batch, dtype=torch.float64, device=engine.evals.device
+        )
         self.points = 0
 
     def _add(self, pending: torch.Tensor, ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -210,15 +213,16 @@ class _Piecewise:
         )
 
     def first(self) -> tuple[torch.Tensor, ...]:
-        ts = torch.arange(1, self.cells, dtype=torch.float64) / self.cells
-        return self._add(torch.ones(self.engine.problem.batch, dtype=torch.bool), ts)
+        device = self.engine.evals.device
+        ts = torch.arange(1, self.cells, dtype=torch.float64, device=device) / self.cells
+        return self._add(torch.ones(self.engine.problem.batch, dtype=torch.bool, device=device), ts)
 
     def evaluations_next(self) -> int:
         return 2 * self.cells - 1
 
     def next(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
         self.cells *= 2
-        ts = torch.arange(1, self.cells, 2, dtype=torch.float64) / self.cells
+        ts = torch.arange(1, self.cells, 2, dtype=torch.float64, device=pending.device) / self.cells
         return self._add(pending, ts)
 
     @staticmethod
@@ -242,7 +246,8 @@ class _Smooth:
         return self.engine.integrate(rule("gausslegendre", self.nodes), rows)
 
     def first(self) -> tuple[torch.Tensor, ...]:
-        return self._rung(torch.ones(self.engine.problem.batch, dtype=torch.bool))
+        batch, device = self.engine.problem.batch, self.engine.evals.device
+        return self._rung(torch.ones(batch, dtype=torch.bool, device=device))
 
     def evaluations_next(self) -> int:
         return self.spent + 2 * self.nodes
