@@ -19,6 +19,7 @@ fails it prints pip's error and the rest stands.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
@@ -82,8 +83,15 @@ class Table:
             f"{'ratio':>6s}  values"
         )
 
-    def row(self, metric: str, inputs: str, ours: Callable[[], object],
-            theirs: Callable[[], object], repeats: int, check: str) -> None:  # fmt: skip
+    def row(
+        self,
+        metric: str,
+        inputs: str,
+        ours: Callable[[], object],
+        theirs: Callable[[], object],
+        repeats: int,
+        check: str,
+    ) -> None:
         med = race({"ours": ours, "theirs": theirs}, repeats)
         print(
             f"{metric:34s} {inputs:18s} {med['ours'] * 1e3:11.1f} {med['theirs'] * 1e3:12.1f} "
@@ -109,48 +117,50 @@ def global_noise(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def largest(a: Any, b: Any) -> str:
-    diff = (torch.as_tensor(np.asarray(a), dtype=torch.float64)
-            - torch.as_tensor(np.asarray(b), dtype=torch.float64))  # fmt: skip
-    scale = float(torch.as_tensor(np.asarray(b), dtype=torch.float64).abs().max())
-    return f"max |diff| {float(diff.abs().max()):.1e} (of max {scale:.1e})"
+    ours = torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    theirs = torch.as_tensor(np.asarray(b), dtype=torch.float64)
+    diff, scale = float((ours - theirs).abs().max()), float(theirs.abs().max())
+    return f"max |diff| {diff:.1e} (of max {scale:.1e})"
 
 
 def captum_part(all_cases: list[Case], repeats: int) -> None:
-    from captum import metrics as captum_metrics
-
     print("\n== integrad.metrics vs captum.metrics 0.9 (same perturbation, seeded alike)")
     table = Table("captum")
-    for name, model, x, target, attributions in all_cases:
-        for n in (10, 50):
-            for chunk in (None, 8 * x.shape[0]):
-                def ours(n: int = n, chunk: int | None = chunk) -> torch.Tensor:
-                    return metrics.infidelity(model, global_noise, x, attributions, target=target,
-                                              n_perturb_samples=n, max_examples_per_batch=chunk)
+    for case in all_cases:
+        captum_rows(table, case, repeats)
 
-                def theirs(n: int = n, chunk: int | None = chunk) -> torch.Tensor:
-                    return captum_metrics.infidelity(
-                        model, global_noise, x, attributions, target=target,
-                        n_perturb_samples=n, max_examples_per_batch=chunk)  # fmt: skip
 
-                check = largest(seeded(ours)(), seeded(theirs)())
-                table.row(f"infidelity n={n} mepb={chunk}", name, seeded(ours), seeded(theirs),
-                          repeats, check)  # fmt: skip
-        explainers: dict[str, Callable[..., Any]] = {
-            "Saliency": integrad.Saliency(model).attribute,
-            "IG n=8": lambda inputs, target: integrad.IntegratedGradients(model).attribute(
-                inputs, target=target, n_steps=8
-            ),
-        }
-        for label, explain in explainers.items():
-            def mine(explain: Callable[..., Any] = explain) -> torch.Tensor:
-                return metrics.sensitivity_max(explain, x, target=target)
+def captum_rows(table: Table, case: Case, repeats: int) -> None:
+    from captum import metrics as captum_metrics
 
-            def peer(explain: Callable[..., Any] = explain) -> torch.Tensor:
-                return captum_metrics.sensitivity_max(explain, x, target=target)
+    name, model, x, target, attributions = case
+    for n in (10, 50):
+        for chunk in (None, 8 * x.shape[0]):
+            kwargs = {"target": target, "n_perturb_samples": n, "max_examples_per_batch": chunk}
 
-            check = largest(seeded(mine)(), seeded(peer)())
-            table.row(f"sensitivity_max {label}", name, seeded(mine), seeded(peer), repeats,
-                      check)  # fmt: skip
+            def ours(kwargs: dict[str, Any] = kwargs) -> torch.Tensor:
+                return metrics.infidelity(model, global_noise, x, attributions, **kwargs)
+
+            def theirs(kwargs: dict[str, Any] = kwargs) -> torch.Tensor:
+                return captum_metrics.infidelity(model, global_noise, x, attributions, **kwargs)
+
+            check = largest(seeded(ours)(), seeded(theirs)())
+            label = f"infidelity n={n} mepb={chunk}"
+            table.row(label, name, seeded(ours), seeded(theirs), repeats, check)
+
+    def ig8(inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return integrad.IntegratedGradients(model).attribute(inputs, target=target, n_steps=8)
+
+    for label, explain in (("Saliency", integrad.Saliency(model).attribute), ("IG n=8", ig8)):
+
+        def mine(explain: Callable[..., Any] = explain) -> torch.Tensor:
+            return metrics.sensitivity_max(explain, x, target=target)
+
+        def peer(explain: Callable[..., Any] = explain) -> torch.Tensor:
+            return captum_metrics.sensitivity_max(explain, x, target=target)
+
+        check = largest(seeded(mine)(), seeded(peer)())
+        table.row(f"sensitivity_max {label}", name, seeded(mine), seeded(peer), repeats, check)
 
 
 def pair_pic_module() -> Any:
@@ -175,44 +185,56 @@ def pair_part(all_cases: list[Case], repeats: int) -> None:
     pair = pair_pic_module()
     print("\n== integrad.metrics.pic vs PAIR saliency 0.2.1 pic.compute_pic_metric (per image)")
     table = Table("PAIR")
-    for name, model, x, target, attributions in all_cases:
-        images = (x * 255).round().to(torch.uint8)
-        maps = attributions.sum(1)
-        g = torch.Generator().manual_seed(0)
-        masks = torch.stack([metrics.random_mask(*x.shape[-2:], 0.01, g) for _ in range(len(x))])
+    for case in all_cases:
+        pair_row(table, pair, case, repeats)
 
-        def ours() -> Any:
-            return metrics.pic(model, images, maps, target=target, random_masks=masks,
-                               min_pred_value=0.0)  # fmt: skip
 
-        def theirs() -> list[Any]:
-            results: list[Any] = []
-            for b in range(len(x)):
-                pixels = images[b].movedim(0, -1).numpy()
-                pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+def pair_row(table: Table, pair: Any, case: Case, repeats: int) -> None:
+    name, model, x, target, attributions = case
+    images = (x * 255).round().to(torch.uint8)
+    maps = attributions.sum(1)
+    g = torch.Generator().manual_seed(0)
+    masks = torch.stack([metrics.random_mask(*x.shape[-2:], 0.01, g) for _ in range(len(x))])
 
-                def predict(batch: np.ndarray, b: int = b) -> list[float]:
-                    t = torch.from_numpy(batch).float() / 255
-                    t = t.unsqueeze(1) if t.dim() == 3 else t.movedim(-1, 1)
-                    with torch.no_grad():
-                        return model(t).softmax(-1)[:, int(target[b])].tolist()
+    def ours() -> Any:
+        return metrics.pic(
+            model, images, maps, target=target, random_masks=masks, min_pred_value=0.0
+        )
 
-                try:
-                    results.append(pair.compute_pic_metric(
-                        pixels, maps[b].double().numpy(), masks[b].numpy(), predict,
-                        DEFAULT_THRESHOLDS, min_pred_value=0.0))
-                except pair.ComputePicMetricError:  # integrad marks these NaN
-                    results.append(None)
-            return results  # fmt: skip
+    def predict(batch: np.ndarray, label: int) -> list[float]:
+        t = torch.from_numpy(batch).float() / 255
+        t = t.unsqueeze(1) if t.dim() == 3 else t.movedim(-1, 1)
+        with torch.no_grad():
+            return model(t).softmax(-1)[:, label].tolist()
 
-        mine, peer = ours(), theirs()
-        valid = [b for b, r in enumerate(peer) if r is not None]
-        if valid and bool(mine.valid[valid].all()):
-            check = largest(mine.curves[valid], np.stack([peer[b].curve_y for b in valid]))
-            check += f" over {len(valid)}/{len(x)} curves"
-        else:
-            check = f"valid: integrad {int(mine.valid.sum())}, PAIR {len(valid)}"
-        table.row("PIC (SIC)", name, ours, theirs, repeats, check)
+    def theirs() -> list[Any]:
+        results: list[Any] = []
+        for b in range(len(x)):
+            pixels = images[b].movedim(0, -1).numpy()
+            pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+            try:
+                results.append(
+                    pair.compute_pic_metric(
+                        pixels,
+                        maps[b].double().numpy(),
+                        masks[b].numpy(),
+                        functools.partial(predict, label=int(target[b])),
+                        DEFAULT_THRESHOLDS,
+                        min_pred_value=0.0,
+                    )
+                )
+            except pair.ComputePicMetricError:  # integrad marks these NaN
+                results.append(None)
+        return results
+
+    mine, peer = ours(), theirs()
+    valid = [b for b, r in enumerate(peer) if r is not None]
+    if valid and bool(mine.valid[valid].all()):
+        check = largest(mine.curves[valid], np.stack([peer[b].curve_y for b in valid]))
+        check += f" over {len(valid)}/{len(x)} curves"
+    else:
+        check = f"valid: integrad {int(mine.valid.sum())}, PAIR {len(valid)}"
+    table.row("PIC (SIC)", name, ours, theirs, repeats, check)
 
 
 def quantus_part(all_cases: list[Case], repeats: int) -> None:
@@ -220,84 +242,103 @@ def quantus_part(all_cases: list[Case], repeats: int) -> None:
 
     print(f"\n== integrad.metrics vs Quantus {quantus.__version__} (numpy {np.__version__})")
     table = Table("quantus")
-    for name, model, x, target, attributions in all_cases:
-        x_np, y_np, a_np = x.numpy(), target.numpy(), attributions.numpy()
-        with torch.no_grad():
-            start = model(x).gather(1, target[:, None]).squeeze(1).double()
-        # Quantus wants features_in_step to divide the pixels per channel as well.
-        in_step = math.gcd(max(1, x[0].numel() // 64), x[0, 0].numel())
-        steps = x[0].numel() // in_step
-        flipping = quantus.PixelFlipping(features_in_step=in_step, perturb_baseline=0.0,
-                                         disable_warnings=True)  # fmt: skip
+    for case in all_cases:
+        quantus_rows(table, quantus, case, repeats)
 
-        def ours_flip() -> Any:
-            return metrics.deletion(model, x, attributions, target=target, steps=steps)
 
-        def theirs_flip() -> Any:
-            return flipping(model, x_np, y_np, a_batch=a_np, softmax=False, device="cpu")
+def quantus_rows(table: Table, quantus: Any, case: Case, repeats: int) -> None:
+    name, model, x, target, attributions = case
+    x_np, y_np, a_np = x.numpy(), target.numpy(), attributions.numpy()
+    common = {"a_batch": a_np, "softmax": False, "device": "cpu"}  # logits, as integrad's
 
-        check = largest(ours_flip().curves[:, 1:], theirs_flip())
-        table.row(f"deletion vs PixelFlipping, {steps} st", name, ours_flip, theirs_flip,
-                  repeats, check)  # fmt: skip
+    # Pixel flipping: Quantus wants features_in_step to divide the pixels per channel too.
+    in_step = math.gcd(max(1, x[0].numel() // 64), x[0, 0].numel())
+    steps = x[0].numel() // in_step
+    flipping = quantus.PixelFlipping(
+        features_in_step=in_step, perturb_baseline=0.0, disable_warnings=True
+    )
 
-        patch = x.shape[-1] // 8
-        region = quantus.RegionPerturbation(patch_size=patch, regions_evaluation=64,
-                                            perturb_baseline=0.0, disable_warnings=True)  # fmt: skip
+    def ours_flip() -> Any:
+        return metrics.deletion(model, x, attributions, target=target, steps=steps)
 
-        def ours_region() -> Any:
-            return metrics.deletion(model, x, attributions, target=target, steps=64, patch=patch)
+    def theirs_flip() -> Any:
+        return flipping(model, x_np, y_np, **common)
 
-        def theirs_region() -> Any:
-            return region(model, x_np, y_np, a_batch=a_np, softmax=False, device="cpu")
+    check = largest(ours_flip().curves[:, 1:], theirs_flip())
+    table.row(
+        f"deletion vs PixelFlipping, {steps} st", name, ours_flip, theirs_flip, repeats, check
+    )
 
-        drops = start[:, None] - ours_region().curves[:, 1:]  # Quantus records f(x) - f(x~)
-        check = largest(drops, theirs_region())
-        table.row(f"deletion patch={patch} vs RegionPert.", name, ours_region, theirs_region,
-                  repeats, check)  # fmt: skip
+    # Region perturbation: 64 patches, deleted one at a time; Quantus records f(x) - f(x~).
+    patch = x.shape[-1] // 8
+    region = quantus.RegionPerturbation(
+        patch_size=patch, regions_evaluation=64, perturb_baseline=0.0, disable_warnings=True
+    )
 
-        def explain(model: nn.Module, inputs: Any, target: Any = None, **_: Any) -> Any:
-            t = torch.as_tensor(np.asarray(inputs)) if not isinstance(inputs, torch.Tensor) else inputs
-            result = integrad.IntegratedGradients(model).attribute(
-                t, target=torch.as_tensor(np.asarray(target)), n_steps=16)
-            return result.detach()  # fmt: skip
+    def ours_region() -> Any:
+        return metrics.deletion(model, x, attributions, target=target, steps=64, patch=patch)
 
-        def quantus_explain(model: nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                            **_: Any) -> np.ndarray:  # fmt: skip
-            return explain(model, inputs, targets).numpy()
+    def theirs_region() -> Any:
+        return region(model, x_np, y_np, **common)
 
-        mprt = quantus.MPRT(layer_order="top_down", disable_warnings=True)
+    with torch.no_grad():
+        start = model(x).gather(1, target[:, None]).double()
+    check = largest(start - ours_region().curves[:, 1:], theirs_region())
+    label = f"deletion patch={patch} vs RegionPert."
+    table.row(label, name, ours_region, theirs_region, repeats, check)
 
-        def ours_mprt() -> Any:
-            return metrics.randomization_check(model, explain, x, target=target)
+    # Cascading randomization, the same explanation (IG, 16 steps) on both sides.
+    def explain(model: nn.Module, inputs: Any, target: Any = None) -> torch.Tensor:
+        ig = integrad.IntegratedGradients(model)
+        return ig.attribute(torch.as_tensor(inputs), target=torch.as_tensor(target), n_steps=16)
 
-        def theirs_mprt() -> Any:
-            return mprt(model, x_np, y_np, a_batch=a_np, explain_func=quantus_explain,
-                        softmax=False, device="cpu")  # fmt: skip
+    def quantus_explain(model: nn.Module, inputs: Any, targets: Any, **_: Any) -> np.ndarray:
+        return explain(model, inputs, targets).detach().numpy()
 
-        last_ours = float(ours_mprt().spearman_abs[-1].mean())
-        last_theirs = float(np.mean(list(theirs_mprt().values())[-1]))
-        check = f"fully random Spearman |a|: {last_ours:.3f} vs {last_theirs:.3f}"
-        table.row("randomization_check vs MPRT (IG16)", name, ours_mprt, theirs_mprt, repeats,
-                  check)  # fmt: skip
+    mprt = quantus.MPRT(layer_order="top_down", disable_warnings=True)
+
+    def ours_mprt() -> Any:
+        return metrics.randomization_check(model, explain, x, target=target)
+
+    def theirs_mprt() -> Any:
+        return mprt(model, x_np, y_np, explain_func=quantus_explain, **common)
+
+    last_ours = float(ours_mprt().spearman_abs[-1].mean())
+    last_theirs = float(np.mean(list(theirs_mprt().values())[-1]))
+    check = f"fully random Spearman |a|: {last_ours:.3f} vs {last_theirs:.3f}"
+    table.row("randomization_check vs MPRT (IG16)", name, ours_mprt, theirs_mprt, repeats, check)
 
 
 def run_in_quantus_venv(argv: list[str]) -> int:
     """Make ``.venv-quantus`` if missing and rerun the Quantus part there; pip's error if not."""
-    python = QUANTUS_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"making {QUANTUS_VENV.name}: pip install -c constraints.txt "
-              f"{' '.join(QUANTUS_REQUIREMENTS)}", flush=True)  # fmt: skip
+    python, installed = QUANTUS_VENV / "bin" / "python", QUANTUS_VENV / ".installed"
+    if not installed.exists():
+        print(
+            f"making {QUANTUS_VENV.name}: pip install -c constraints.txt "
+            f"{' '.join(QUANTUS_REQUIREMENTS)}",
+            flush=True,
+        )
         subprocess.run([sys.executable, "-m", "venv", str(QUANTUS_VENV)], check=True)
         install = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "-c", str(ROOT / "constraints.txt"), *QUANTUS_REQUIREMENTS],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-c",
+                str(ROOT / "constraints.txt"),
+                *QUANTUS_REQUIREMENTS,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if install.returncode != 0:
-            (QUANTUS_VENV / "bin" / "python").unlink(missing_ok=True)  # retry next time
             print(f"Quantus could not be installed (pip exit {install.returncode}):")
             print(install.stderr.strip()[-3000:] or install.stdout.strip()[-3000:])
             return install.returncode
+        installed.touch()
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT / 'bench'}")
     script = str(Path(__file__).resolve())
     return subprocess.run([str(python), script, *argv, "--inside-quantus"], env=env).returncode
@@ -316,8 +357,10 @@ def main() -> None:
     if args.inside_quantus:
         quantus_part(cases(), args.repeats)
         return
-    print(f"torch {torch.__version__}, {args.threads} thread(s), medians of {args.repeats} "
-          "alternating runs after a warm-up; ratio = integrad / peer")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), medians of {args.repeats} "
+        "alternating runs after a warm-up; ratio = integrad / peer"
+    )
     all_cases = cases()
     captum_part(all_cases, args.repeats)
     pair_part(all_cases, args.repeats)
