@@ -51,6 +51,7 @@ bench: $(VENV)/.test
 	$(PY) bench/exact.py
 	$(PY) bench/layer_minilm.py --threads 1
 	$(PY) bench/guided_blur.py
+	$(PY) bench/metrics.py  # --quantus: also Quantus 0.6, in its own .venv-quantus
 	$(PY) bench/quadrature.py
 	$(PY) bench/runs.py
 

@@ -8,8 +8,8 @@ from torch import nn
 from integrad import demo
 
 
-def cnn64(seed: int = 0) -> nn.Module:
-    """A 3×64×64 CNN with BatchNorm, in eval mode: the memory target's model."""
+def cnn64(seed: int = 0, size: int = 64) -> nn.Module:
+    """A 3×64×64 CNN with BatchNorm, in eval mode: the memory target's model (or 3×size×size)."""
     torch.manual_seed(seed)
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
@@ -24,7 +24,7 @@ def cnn64(seed: int = 0) -> nn.Module:
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(32 * 16 * 16, 10),
+        nn.Linear(32 * (size // 4) ** 2, 10),
     ).eval()
 
 

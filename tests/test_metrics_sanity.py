@@ -76,6 +76,28 @@ def test_independent_mode_randomizes_one_layer_at_a_time() -> None:
     assert all(torch.equal(p, r) for p, r in zip(model.parameters(), reference, strict=True))
 
 
+def test_constant_parameters_are_redrawn_at_their_scale_not_zeroed() -> None:
+    # A fresh BatchNorm has weight 1 everywhere (standard deviation 0): redrawn as
+    # N(0, 0²) it became 0, the model constant, every attribution 0, and the
+    # correlation 0 read as a pass. Each randomized model must still use its input.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 1))
+    model = model.double().eval()
+    sizes: list[float] = []
+
+    def explain(m: nn.Module, x: torch.Tensor, target: object) -> torch.Tensor:
+        attributions = integrad.explain(m, x, n_steps=16).attributions
+        sizes.append(float(attributions.abs().max()))  # type: ignore[union-attr]
+        return attributions  # type: ignore[return-value]
+
+    x = torch.randn(5, 4, dtype=torch.float64)
+    for mode in ("cascading", "independent"):
+        sizes.clear()
+        check = randomization_check(model, explain, x, mode=mode)
+        assert check.layers == ["3", "1", "0"]
+        assert min(sizes) > 1e-3, (mode, sizes)
+
+
 def test_the_same_generator_seed_gives_the_same_table() -> None:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 2)).double()

@@ -95,7 +95,8 @@ def randomization_check(
     tuple or an :class:`~integrad.Explanation`). The layers are the modules that own
     parameters, in registration order; a randomized layer's parameters are redrawn
     from ``generator`` (a CPU generator seeded 0 if None) as normal noise with each
-    parameter's own standard deviation (zero stays zero). The target stays fixed.
+    parameter's own standard deviation (a constant parameter's: its magnitude, so a
+    fresh BatchNorm is not zeroed; zero stays zero). The target stays fixed.
 
     >>> import torch, integrad
     >>> from integrad.metrics import randomization_check
@@ -154,7 +155,11 @@ def _randomize(module: nn.Module, generator: torch.Generator) -> None:
     """Redraw the module's own parameters: normal noise with each one's standard deviation."""
     with torch.no_grad():
         for p in module.parameters(recurse=False):
-            spread = p.detach().double().std() if p.numel() > 1 else p.detach().double().abs()
+            values = p.detach().double()
+            spread = values.std() if p.numel() > 1 else values.abs()
+            # A constant parameter (a fresh BatchNorm's weight of ones) has no spread: use
+            # its magnitude, or the layer would be zeroed and the model made constant.
+            spread = torch.where(spread > 0, spread, values.abs().mean())
             device = generator.device
             noise = torch.randn(p.shape, generator=generator, dtype=torch.float64, device=device)
             noise = noise * spread.to(device)
