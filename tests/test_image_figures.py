@@ -78,7 +78,7 @@ def test_overview_is_titled_with_the_prediction_and_has_both_colour_bars():
     assert near(absolute[0], _png.ABSOLUTE) and near(absolute[-1], _png.NEUTRAL)
     assert "red raises F, blue lowers it" in bars[0].get_ylabel()
     assert "white->purple = |a|" in bars[1].get_ylabel()
-    assert "units of F" in bars[1].get_ylabel()
+    assert "attribution (logit units)" in bars[1].get_ylabel()  # output_kind="logits"
 
 
 def test_one_panel_goes_into_the_callers_axes_and_closes_nothing():

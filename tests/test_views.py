@@ -116,7 +116,8 @@ def test_every_figure_says_what_was_explained_and_returns_an_unregistered_figure
     predicted = int(exp.predicted[1])
     assert "target 1 'yes'" in words and f"predicted {predicted} " in words
     assert f"(p {float(exp.predicted_probability[1]):.2f})" in words
-    assert "units of F" in words and "red raises F" in words
+    # output_kind="logits": the scales read in logit units, in every kind's figure.
+    assert "logit units" in words and "units of F" not in words and "red raises F" in words
     assert f"delta = {float(exp.delta[1]):.2g}" in words
     # Not a pyplot figure: a notebook shows the returned value once, nothing to close.
     assert fig not in map(matplotlib.pyplot.figure, matplotlib.pyplot.get_fignums())

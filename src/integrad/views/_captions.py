@@ -1,9 +1,11 @@
-"""What every picture says in words: what was explained, the scale, and the completeness check.
+"""What every view says in words: what was explained, the units, the scale, the completeness check.
 
-The same sentences go into matplotlib titles, the captions under pixel layouts and the
-HTML report, so a reader meets one vocabulary: F is the explained output (the target's
-value), x' the baseline, red raises F and blue lowers it. The strings are plain ASCII
-(plus ``±``) so that Pillow's default font draws them.
+The same sentences go into matplotlib titles, the captions under pixel layouts, the
+HTML report, the notebook summary, the dataset report and the text views, so a reader
+meets one vocabulary: F is the explained output (the target's value, in logit or
+probability units when ``exp.output_kind`` says so), x' the baseline, red raises F and
+blue lowers it. The strings are plain ASCII (plus ``±``) so that Pillow's default font
+draws them.
 
 >>> import torch, integrad
 >>> exp = integrad.explain(torch.nn.Linear(3, 2), torch.ones(1, 3), target=1)
@@ -23,13 +25,14 @@ if TYPE_CHECKING:
 
 ClassNames = Sequence[str] | Mapping[int, str] | None
 
-UNITS = "attribution (units of F)"
 SIGN_NOTES = {
     "all": "red raises F, blue lowers it",
     "absolute": "white->purple = |a|, sign dropped",
     "positive": "red: raises F (negative parts hidden)",
     "negative": "blue: lowers F (positive parts hidden)",
 }
+SIGN_WORDS = f"{SIGN_NOTES['all']}, white is 0"
+"""The sign convention of the HTML pages (Captum's visualize_image_attr: green is positive)."""
 CAPTUM_SIGN_NOTES = {
     "all": "green raises F, red lowers it (Captum's colours)",
     "absolute": "white->blue = |a| (Captum's colours)",
@@ -95,14 +98,54 @@ def headline(exp: Explanation, example: int, class_names: ClassNames = None) -> 
     return text
 
 
+def outputs(output: float, baseline_output: float) -> str:
+    """``F(x) = ..., F(x') = ..., F(x) - F(x') = ...``: what the attributions add up to."""
+    return (
+        f"F(x) = {output:.4g}, F(x') = {baseline_output:.4g}, "
+        f"F(x) - F(x') = {output - baseline_output:.4g}"
+    )
+
+
 def completeness(exp: Explanation, example: int) -> str:
     """F(x), F(x'), their difference and the delta of ``example``, with steps and baseline."""
     out, base = float(exp.output[example]), float(exp.baseline_output[example])
     return (
-        f"F(x) = {out:.4g}, F(x') = {base:.4g}, F(x) - F(x') = {out - base:.4g}, "
-        f"delta = {float(exp.delta[example]):.2g}; {exp.n_steps} steps, "
+        f"{outputs(out, base)}, delta = {float(exp.delta[example]):.2g}; {exp.n_steps} steps, "
         f"baseline {exp.baseline}"
     )
+
+
+def what_f_is(exp: Explanation, example: int, class_names: ClassNames = None) -> str:
+    """F in words: ``logit of class 3 'cat'``, ``output 2``, ``the model output``."""
+    target = target_of(exp, example)
+    if exp.predicted is not None:
+        of = {"logits": "logit", "probabilities": "probability"}.get(exp.output_kind or "", "score")
+        return f"{of} of class {class_label(0 if target is None else target, class_names)}"
+    return "the model output" if target is None else f"output {class_label(target, None)}"
+
+
+def facts(exp: Explanation, example: int, class_names: ClassNames = None) -> list[str]:
+    """What a reader needs of ``example``: prediction, F(x), F(x'), delta, the tolerance."""
+    out = []
+    if exp.predicted is not None:
+        said = f"predicted class {class_label(int(exp.predicted[example]), class_names)}"
+        if exp.predicted_probability is not None:
+            said += f" with probability {float(exp.predicted_probability[example]):.3g}"
+        out.append(said)
+    if exp.probability is not None:
+        out.append(f"probability of the explained class {float(exp.probability[example]):.3g}")
+    out += outputs(float(exp.output[example]), float(exp.baseline_output[example])).split(", ")
+    relative = float(exp.relative_delta[example])
+    out.append(
+        f"completeness delta = {float(exp.delta[example]):.3g} ({relative:.2g} of |F(x) - F(x')|)"
+    )
+    if exp.error_estimate is not None and exp.converged is not None:
+        met = "met" if bool(exp.converged[example]) else "NOT met"
+        out.append(
+            f"estimated error {float(exp.error_estimate[example]):.3g}, tolerance "
+            f"{exp.tolerance:g} {met}"
+        )
+    return out
 
 
 def sign_note(sign: str, captum_colors: bool = False) -> str:
@@ -110,9 +153,18 @@ def sign_note(sign: str, captum_colors: bool = False) -> str:
     return (CAPTUM_SIGN_NOTES if captum_colors else SIGN_NOTES)[sign]
 
 
-def units(sign: str, captum_colors: bool = False) -> str:
-    """A colour bar's label: the units and the sign convention."""
-    return f"{UNITS}: {sign_note(sign, captum_colors)}"
+def unit(output_kind: str | None = None) -> str:
+    """The unit attributions are in: F's (they sum to F(x) - F(x')), named when known."""
+    return {"logits": "logit units", "probabilities": "probability units"}.get(
+        output_kind or "", "units of F"
+    )
+
+
+def units(
+    sign: str, captum_colors: bool = False, output_kind: str | None = None, *, sep: str = ": "
+) -> str:
+    """A colour bar's label: the units (of ``output_kind``'s F) and the sign convention."""
+    return f"attribution ({unit(output_kind)}){sep}{sign_note(sign, captum_colors)}"
 
 
 def rule(clip: str | None, percentile: float) -> str:

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from . import _png
-from ._html import SIGN_WORDS, cell_style, colour_bar, escape, facts, img, tr, units, what_f_is
+from ._captions import SIGN_WORDS, facts, unit, what_f_is
+from ._html import cell_style, escape, img, tr
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
@@ -184,19 +185,25 @@ def _classes(
     return _class_table(first, by, means, {c: sums_abs[c] / counts[c] for c in order}, counts)
 
 
+def _mean_legend(exp: Explanation, limit: float) -> np.ndarray:
+    """The colour bar of the per-class means, in the units of ``exp``'s F."""
+    return _png.legend(limit, f"mean attribution ({unit(exp.output_kind)}): {SIGN_WORDS}")
+
+
 def _class_images(
     exp: Explanation, by: str, means: dict[Any, torch.Tensor], counts: dict[Any, int]
 ) -> str:
     from .images import aggregate_channels, heatmap, outlier_limit
 
-    maps = {c: aggregate_channels(m) if m.dim() == 3 else m.numpy() for c, m in means.items()}
+    # The means have an example's layout: (channels, height, width) or (height, width).
+    maps = {c: aggregate_channels(m, "sum", 0) for c, m in means.items()}
     limit = max(outlier_limit(m) for m in maps.values())
     size = max(1, 96 // next(iter(maps.values())).shape[0])
     pictures = [
         img(heatmap(m, scale=size, limit=limit), f"{by} {c}: {counts[c]} examples", f"{by} {c}")
         for c, m in maps.items()
     ]
-    bar = img(colour_bar(limit, label=f"mean attribution ({units(exp)})"), SIGN_WORDS)
+    bar = img(_mean_legend(exp, limit), SIGN_WORDS)
     return (
         f"<h2>Mean attribution per {by}</h2><p>Each picture: the mean signed attribution of "
         f"the examples of one {by} (channels summed), one colour limit ±{limit:.3g} for all."
@@ -236,7 +243,7 @@ def _class_table(
             f"<tr><td>{escape(r['feature'])}</td>"
             f'<td class="num">{r["mean_abs_attribution"]:.4g}</td>{cells}</tr>'
         )
-    bar = img(colour_bar(limit, label=f"mean attribution ({units(exp)})"), SIGN_WORDS)
+    bar = img(_mean_legend(exp, limit), SIGN_WORDS)
     return (
         f"<h2>Mean attribution per {by}</h2><p>Features by mean |attribution| over all "
         f"examples; each column the mean signed attribution of one {by}.</p>{bar}"

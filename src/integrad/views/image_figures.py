@@ -147,9 +147,11 @@ def _panel(
     return None
 
 
-def _colorbar(fig: Any, mappable: Any, ax: Any, sign: str, captum_colors: bool) -> Any:
+def _colorbar(
+    fig: Any, mappable: Any, ax: Any, sign: str, captum_colors: bool, output_kind: str | None
+) -> Any:
     bar = fig.colorbar(mappable, ax=ax, shrink=0.85)
-    bar.set_label(_captions.UNITS + ",\n" + _captions.sign_note(sign, captum_colors), fontsize=8)
+    bar.set_label(_captions.units(sign, captum_colors, output_kind, sep=",\n"), fontsize=8)
     return bar
 
 
@@ -210,7 +212,7 @@ def figure(
             alpha_overlay=alpha_overlay,
         )
         if show_colorbar and mappable is not None:
-            _colorbar(ax.figure, mappable, ax, sign, captum_colors)
+            _colorbar(ax.figure, mappable, ax, sign, captum_colors, exp.output_kind)
         # One clause a line: a single panel is narrow.
         ax.set_title(headline.replace("; ", "\n"), fontsize=9)
         note = _captions.scale_note(limit, clip, percentile, "for this image")
@@ -252,8 +254,8 @@ def figure(
         panel.set_xticks([])
         panel.set_yticks([])
     if show_colorbar:
-        _colorbar(owner, signed, axes[1], "all", captum_colors)
-        _colorbar(owner, absolute, axes[2], "absolute", captum_colors)
+        _colorbar(owner, signed, axes[1], "all", captum_colors, exp.output_kind)
+        _colorbar(owner, absolute, axes[2], "absolute", captum_colors, exp.output_kind)
     owner.suptitle(headline, fontsize=11)
     rule = _captions.rule(clip, percentile)
     owner.supxlabel(

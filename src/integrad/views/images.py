@@ -315,6 +315,7 @@ def one_example(
 
     Explanations hold PyTorch's layout, ``(batch, channels, height, width)`` (``channel_axis``
     0 of an example; say -1 for channels-last models) or grayscale ``(batch, height, width)``.
+    The arrays returned are read with ``channel_axis=0`` (which a 2-d array ignores).
     """
     inputs, attributions = exp.inputs, exp.attributions
     if isinstance(inputs, tuple) or isinstance(attributions, tuple):
@@ -331,13 +332,6 @@ def one_example(
         axis = channel_axis_of(image.shape, channel_axis)
         image, values = np.moveaxis(image, axis or 0, 0), np.moveaxis(values, axis or 0, 0)
     return image, values
-
-
-_one = one_example  # the name views/report.py reads
-
-
-def _axis(values: np.ndarray) -> int | None:
-    return 0 if values.ndim == 3 else None
 
 
 def _default_scale(height: int) -> int:
@@ -367,7 +361,7 @@ def side_by_side(
     colouring of every panel.
     """
     image, attributions = one_example(exp, example, channel_axis)
-    axis = _axis(attributions)
+    axis = 0  # one_example's layout
     scale = scale or _default_scale(image.shape[-2])
     clip, percentile = _captions.describe_options(options)
     signed = aggregate_channels(attributions, "sum", axis)
@@ -394,8 +388,10 @@ def side_by_side(
             _captions.scale_note(magnitude, clip, percentile, "(absolute)"),
         ],
         [
-            _png.legend(limit, _captions.units("all"), "all"),
-            _png.legend(magnitude, _captions.units("absolute"), "absolute"),
+            _png.legend(limit, _captions.units("all", output_kind=exp.output_kind)),
+            _png.legend(
+                magnitude, _captions.units("absolute", output_kind=exp.output_kind), "absolute"
+            ),
         ],
     )
     return _png.grid([[row], [footer]])
@@ -428,7 +424,7 @@ def gallery(
         raise ValueError(f"labels has {len(labels)} entries for {len(examples)} examples")
     clip, percentile = _captions.describe_options(options)
     pairs = [one_example(exp, i, channel_axis) for i in examples]
-    sums = [aggregate_channels(a, "sum", _axis(a)) for _, a in pairs]
+    sums = [aggregate_channels(a, "sum", 0) for _, a in pairs]
     limit = shared_limit(sums, percentile, clip) if shared_scale else None
     cells = []
     for k, (i, (image, _), summed) in enumerate(zip(examples, pairs, sums, strict=True)):
@@ -441,7 +437,7 @@ def gallery(
             caption = f"#{i}"
         own = limit if limit is not None else outlier_limit(summed, percentile, clip)
         note = ("" if shared_scale else f"±{own:.2g}, ") + f"delta {float(exp.delta[i]):.2g}"
-        top = _png.titled(image_rgb(image, scale=s, channel_axis=_axis(image)), caption)
+        top = _png.titled(image_rgb(image, scale=s, channel_axis=0), caption)
         bottom = _png.titled(heatmap(summed, scale=s, limit=own), note)
         cells.append(_png.grid([[top], [bottom]], gap=2))
     rows = [cells[k : k + columns] for k in range(0, len(cells), columns)]
@@ -450,7 +446,8 @@ def gallery(
     lines = [_captions.scale_note(limit, clip, percentile, scope)]
     if not shared_scale:
         lines.append("colours do not compare across images")
-    footer = _footer(picture.shape[1], lines, [_png.legend(limit, _captions.units("all"))])
+    label = _captions.units("all", output_kind=exp.output_kind)
+    footer = _footer(picture.shape[1], lines, [_png.legend(limit, label)])
     return _png.grid([[picture], [footer]], gap=8)
 
 
@@ -476,10 +473,10 @@ def comparison(
     image = pairs[0][0]
     s = scale or _default_scale(image.shape[-2])
     clip, percentile = _captions.describe_options(options)
-    sums = [aggregate_channels(a, "sum", _axis(a)) for _, a in pairs]
+    sums = [aggregate_channels(a, "sum", 0) for _, a in pairs]
     limit = shared_limit(sums, percentile, clip) if shared_scale else None
     value_range = (float(image.min()), float(image.max()))
-    first = _png.titled(image_rgb(image, scale=s, channel_axis=_axis(image)), f"input #{example}")
+    first = _png.titled(image_rgb(image, scale=s, channel_axis=0), f"input #{example}")
     top, bottom = [first], [np.full_like(first, _png.WHITE)]
     for name, summed in zip(names, sums, strict=True):
         exp = explanations[name]
@@ -488,7 +485,7 @@ def comparison(
         base_image = _numpy(base[example] if base.dim() == image.ndim + 1 else base[0])
         if base_image.ndim == 3:
             base_image = np.moveaxis(base_image, channel_axis, 0)
-        shown = image_rgb(base_image, scale=s, value_range=value_range, channel_axis=_axis(image))
+        shown = image_rgb(base_image, scale=s, value_range=value_range, channel_axis=0)
         top.append(_png.titled(shown, f"baseline: {name}"))
         own = limit if limit is not None else outlier_limit(summed, percentile, clip)
         title = f"F(x)-F(x') {gap:.3g}" + ("" if shared_scale else f" ±{own:.2g}")
@@ -496,5 +493,6 @@ def comparison(
     picture = _png.grid([top, bottom])
     scope = "shared across baselines" if shared_scale else "per baseline (in each title)"
     note = _captions.scale_note(limit, clip, percentile, scope)
-    footer = _footer(picture.shape[1], [note], [_png.legend(limit, _captions.units("all"))])
+    label = _captions.units("all", output_kind=explanations[names[0]].output_kind)
+    footer = _footer(picture.shape[1], [note], [_png.legend(limit, label)])
     return _png.grid([[picture], [footer]])

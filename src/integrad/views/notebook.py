@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._html import SIGN_WORDS, cell_style, colour_bar, data_uri, escape, summary_table, units
+from . import _png
+from ._captions import SIGN_WORDS, sign_note, unit
+from ._html import cell_style, data_uri, escape, summary_table
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
@@ -88,7 +90,9 @@ def _maps(exp: Explanation, kind: str, shown: int) -> tuple[list[np.ndarray], fl
     if kind == "image":
         from .images import aggregate_channels, outlier_limit
 
-        pooled = [_pool(aggregate_channels(_scores(exp, kind, i)), 64) for i in range(shown)]
+        # _scores gives an image's (channels, height, width) or (height, width).
+        summed = [aggregate_channels(_scores(exp, kind, i), "sum", 0) for i in range(shown)]
+        pooled = [_pool(values, 64) for values in summed]
         maps = [values for values, _ in pooled]
         block = max(k for _, k in pooled)
         limit = max(outlier_limit(values) for values in maps)
@@ -107,7 +111,6 @@ def _maps(exp: Explanation, kind: str, shown: int) -> tuple[list[np.ndarray], fl
 
 def _thumbnails(exp: Explanation, kind: str, shown: int) -> str:
     """Up to ``shown`` small pictures against one colour limit, with its colour bar."""
-    from . import _png
     from .report import token_spans
     from .timeseries import bars
 
@@ -140,16 +143,16 @@ def _thumbnails(exp: Explanation, kind: str, shown: int) -> str:
             tokens = exp.extras["tokens"][i][:40]
             spans = token_spans(tokens, values[: len(tokens)], limit)
             cells.append(f"<div>{escape(caption)}: {spans}</div>")
-    unit = units(exp)
-    legend = f"attribution {what} ({unit})"
+    measure = unit(exp.output_kind)
     if kind == "timeseries":
-        legend = f"bars: attribution {what}; a full half-height is ±{limit:.3g} {unit}"
+        legend = f"bars: attribution {what}; a full half-height is ±{limit:.3g} {measure}"
         bar = f"<p>{escape(legend)}; {SIGN_WORDS}.</p>"
     else:
-        bar = _picture(colour_bar(limit, label=legend), SIGN_WORDS)
+        label = f"attribution {what} ({measure}): {sign_note('all')}"
+        bar = _picture(_png.legend(limit, label), SIGN_WORDS)
     return (
         f"<div>{''.join(cells)}</div><div>{bar}</div><p>One colour limit for these "
-        f"pictures (attribution {escape(what)}): ±{limit:.3g} {escape(unit)}. "
+        f"pictures (attribution {escape(what)}): ±{limit:.3g} {escape(measure)}. "
         "exp.plot(example=i) draws one in full, "
         "exp.to_html(path) writes the report.</p>"
     )

@@ -30,25 +30,13 @@ import numpy as np
 import torch
 
 from . import _png
-from ._html import (
-    SIGN_WORDS,
-    cell_style,
-    colour_bar,
-    data_uri,
-    escape,
-    facts,
-    img,
-    rgb_css,
-    summary_table,
-    tr,
-    units,
-    what_f_is,
-)
+from ._captions import SIGN_WORDS, facts, rule, unit, units, what_f_is
+from ._html import cell_style, data_uri, escape, img, rgb_css, summary_table, tr
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
 
-__all__ = ["colour_bar", "data_uri", "render", "to_html", "token_spans"]
+__all__ = ["data_uri", "render", "to_html", "token_spans"]
 
 STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #222; background: #fff; max-width: 1100px; }
@@ -68,12 +56,6 @@ img { image-rendering: pixelated; display: block; }
 .bar { display: inline-block; height: 10px; }
 .warn { color: #a00; }
 """
-
-_CLIP_WORDS = {
-    "cumsum": "the |value| below which {p:g}% of the total |attribution| lies (Captum's rule)",
-    "percentile": "the {p:g}th percentile of |attribution|",
-    None: "the largest |attribution|",
-}
 
 
 def token_spans(tokens: Sequence[str], scores: Any, limit: float | None = None) -> str:
@@ -153,9 +135,9 @@ def _completeness(exp: Explanation, shown: int) -> str:
 def _scores(exp: Explanation, kind: str, i: int) -> Any:
     """Example ``i``'s attributions as the kind's view reads them (numpy float64)."""
     if kind == "image":
-        from .images import _one
+        from .images import one_example
 
-        return _one(exp, i)[1]
+        return one_example(exp, i)[1]
     if kind == "table":
         from .tables import _flat
 
@@ -186,9 +168,10 @@ def limits(
     if kind == "image":
         from .images import aggregate_channels, outlier_limit
 
+        signed, magnitude = (aggregate_channels(scores, how, 0) for how in ("sum", "abs_sum"))
         return {
-            "signed": outlier_limit(aggregate_channels(scores, "sum"), percentile, clip),
-            "absolute": outlier_limit(aggregate_channels(scores, "abs_sum"), percentile, clip),
+            "signed": outlier_limit(signed, percentile, clip),
+            "absolute": outlier_limit(magnitude, percentile, clip),
         }
     out = {"signed": float(np.abs(scores).max(initial=0.0))}
     if kind == "timeseries":
@@ -200,19 +183,20 @@ def legend(
     exp: Explanation, kind: str, scale: dict[str, float], clip: str | None, percentile: float
 ) -> str:
     """Colour bars with the numeric limits of ``scale`` (from :func:`limits`) and units."""
-    unit = units(exp)
+    measure = unit(exp.output_kind)
     signed = scale["signed"]
-    words = f"colour limit ±{signed:.3g} {unit}: {SIGN_WORDS}; beyond the limit colours saturate"
+    words = f"colour limit ±{signed:.3g} {measure}: {SIGN_WORDS}; beyond it colours saturate"
     if kind == "image":
-        words += f". Limit: {_CLIP_WORDS[clip].format(p=percentile)} of the channel sum"
-    parts = [img(colour_bar(signed, label=f"signed attribution ({unit})"), words, "colour bar")]
+        words += f". Limit: {rule(clip, percentile)} of the channel sum"
+    bar = _png.legend(signed, units("all", output_kind=exp.output_kind))
+    parts = [img(bar, words, "colour bar")]
     if kind == "image":
         top = scale["absolute"]
         parts.append(
             img(
-                colour_bar(top, "absolute", label=f"|attribution| ({unit})"),
+                _png.legend(top, units("absolute", output_kind=exp.output_kind), "absolute"),
                 f"purple: |attribution| per pixel, whatever its sign (sum of |·| over "
-                f"channels), white 0 to full purple at {top:.3g} {unit}. Overlay: the image "
+                f"channels), white 0 to full purple at {top:.3g} {measure}. Overlay: the image "
                 f"tinted red/blue, 80% of the way at ±{signed:.3g}",
                 "absolute colour bar",
             )
@@ -220,34 +204,29 @@ def legend(
     if kind == "timeseries":
         parts.append(
             f"<p>Bars: attribution per time step (summed over features), red up raises F, "
-            f"blue down lowers it; a full half-height is ±{scale['steps']:.3g} {unit}.</p>"
+            f"blue down lowers it; a full half-height is ±{scale['steps']:.3g} {measure}.</p>"
         )
     return '<div class="legend">' + "".join(parts) + "</div>"
 
 
-def _overlay(image: np.ndarray, summed: np.ndarray, limit: float, scale: int) -> np.ndarray:
-    """The image tinted towards red/blue by ``summed / limit``, 80% of the way at the limit."""
-    from .images import image_rgb
-
-    base = image_rgb(image).astype(np.float64)
-    t = np.clip(summed / limit, -1.0, 1.0) if limit > 0 else np.zeros_like(summed)
-    colour = np.where(t[..., None] >= 0, _png.POSITIVE, _png.NEGATIVE)
-    weight = 0.8 * np.abs(t)[..., None]
-    return _png.upscale(np.round((1 - weight) * base + weight * colour).astype(np.uint8), scale)
-
-
 def _image_example(exp: Explanation, i: int, scale: dict[str, float], size: int | None) -> str:
-    from .images import _one, aggregate_channels, heatmap, image_rgb
+    from .images import heatmap, image_rgb, one_example, overlay
 
-    image, attributions = _one(exp, i)
+    # one_example gives (channels, height, width) or (height, width): channel_axis=0 reads both.
+    image, attributions = one_example(exp, i)
     s = size or max(1, 160 // image.shape[-2])
     signed, top = scale["signed"], scale["absolute"]
-    summed = aggregate_channels(attributions, "sum")
+    signed_map = heatmap(attributions, limit=signed, scale=s, channel_axis=0)
+    absolute_map = heatmap(attributions, "absolute", limit=top, scale=s, channel_axis=0)
     panels = [
-        img(image_rgb(image, scale=s), "input", f"input #{i}"),
-        img(heatmap(attributions, scale=s, limit=signed), "signed attribution", f"signed #{i}"),
-        img(heatmap(attributions, "absolute", scale=s, limit=top), "|attribution|", f"abs #{i}"),
-        img(_overlay(image, summed, signed, s), "overlay", f"overlay #{i}"),
+        img(image_rgb(image, scale=s, channel_axis=0), "input", f"input #{i}"),
+        img(signed_map, "signed attribution", f"signed #{i}"),
+        img(absolute_map, "|attribution|", f"abs #{i}"),
+        img(
+            overlay(image, attributions, limit=signed, scale=s, channel_axis=0),
+            "overlay",
+            f"overlay #{i}",
+        ),
     ]
     return '<div class="views">' + "".join(panels) + "</div>"
 
@@ -296,9 +275,7 @@ def _text_example(exp: Explanation, i: int, scale: dict[str, float]) -> str:
     return token_spans(exp.extras["tokens"][i], _scores(exp, "text", i), scale["signed"])
 
 
-def _example(
-    exp: Explanation, kind: str, i: int, scale: dict[str, float], size: int | None
-) -> str:
+def _example(exp: Explanation, kind: str, i: int, scale: dict[str, float], size: int | None) -> str:
     if kind == "image":
         return _image_example(exp, i, scale, size)
     if kind == "table":
@@ -378,8 +355,8 @@ def render(
         sections.insert(0, _importance(exp))
     how = (
         "<h2>How to read</h2><p>F is the explained output (per example below). Attributions "
-        f"are in {escape(units(exp))} and add up to F(x) − F(x′), x′ the baseline, up to the "
-        f"completeness delta. Colours: {SIGN_WORDS}"
+        f"are in {escape(unit(exp.output_kind))} and add up to F(x) − F(x′), x′ the baseline, "
+        f"up to the completeness delta. Colours: {SIGN_WORDS}"
         + ("; purple is |attribution| without its sign" if kind == "image" else "")
         + ". (Captum's visualize_image_attr and visualize_text draw positive green, "
         "negative red.)</p>"

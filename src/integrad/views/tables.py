@@ -161,7 +161,8 @@ def bar_chart(
         ax,
         labels,
         [r["attribution"] for r in rows],
-        f"contribution to F(x) - F(x') (units of F): {_captions.sign_note('all')}\n"
+        f"contribution to F(x) - F(x') ({_captions.unit(exp.output_kind)}): "
+        f"{_captions.sign_note('all')}\n"
         + _captions.completeness(exp, example).replace("; ", "\n"),
     )
     ax.set_title(
@@ -192,8 +193,8 @@ def importance_chart(
         ax,
         [r["feature"] for r in rows],
         [abs(s) for s in signs],
-        "mean |attribution| over rows (units of F)\n"
-        "colour: sign of the mean attribution, red raises F, blue lowers it\n"
+        f"mean |attribution| over rows ({_captions.unit(exp.output_kind)})\n"
+        f"colour: sign of the mean attribution, {_captions.sign_note('all')}\n"
         f"max |delta| = {worst:.2g}; {exp.n_steps} steps, baseline {exp.baseline}",
     )
     for patch, s in zip(ax.patches, signs, strict=True):

@@ -15,7 +15,6 @@ its probability, attribution label, attribution score) and the completeness chec
 
 from __future__ import annotations
 
-import html as _html
 import os
 import sys
 import unicodedata
@@ -25,16 +24,15 @@ from typing import cast
 import numpy as np
 
 from .._tokens import TextAttribution
-from . import _png
+from . import _captions, _png
+from ._html import escape, ink_rgb
 
 __all__ = [
     "SCALES",
     "background",
     "columns",
     "completeness",
-    "contrast_ratio",
     "html",
-    "ink",
     "picture",
     "terminal",
 ]
@@ -45,8 +43,6 @@ POSITIVE = cast(RGB, tuple(int(c) for c in _png.POSITIVE))
 """Red: the token raises the explained output (the colour of every other view)."""
 NEGATIVE = cast(RGB, tuple(int(c) for c in _png.NEGATIVE))
 """Blue: the token lowers it."""
-BLACK: RGB = (0, 0, 0)
-WHITE: RGB = (255, 255, 255)
 
 SCALES: tuple[str, ...] = ("text", "page")
 """What a colour's strength is relative to: each text's largest |score|, or the page's."""
@@ -58,23 +54,6 @@ def background(score: float, scale: float) -> RGB:
     strength = 0.0 if scale == 0 else min(1.0, abs(score) / scale)
     sign = POSITIVE if score > 0 else NEGATIVE
     return cast(RGB, tuple(round(255 + (c - 255) * strength) for c in sign))
-
-
-def _luminance(rgb: RGB) -> float:
-    linear = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4
-              for c in rgb]  # fmt: skip
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def contrast_ratio(first: RGB, second: RGB) -> float:
-    """WCAG 2 contrast ratio of two sRGB colours, from 1 (same) to 21 (black on white)."""
-    light, dark = sorted((_luminance(first), _luminance(second)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
-
-
-def ink(fill: RGB) -> RGB:
-    """Black or white text, whichever contrasts more with ``fill`` (never below 4.58:1)."""
-    return BLACK if contrast_ratio(fill, BLACK) >= contrast_ratio(fill, WHITE) else WHITE
 
 
 def _items(attributions: TextAttribution | Sequence[TextAttribution]) -> list[TextAttribution]:
@@ -112,7 +91,7 @@ def columns(a: TextAttribution) -> list[tuple[str, str]]:
 def completeness(a: TextAttribution) -> str:
     """What F is, F(x), F(x'), the sum of the scores and the delta, in one line."""
     return (
-        f"F = {a.explained}: F(x) = {a.output:.4g}, F(x') = {a.baseline_output:.4g} "
+        f"F = {a.explained}: {_captions.outputs(a.output, a.baseline_output)} "
         f"({a.baseline} baseline), sum of scores = {a.attribution_score:.4g}, "
         f"delta = {a.delta:.2g}"
     )
@@ -140,7 +119,7 @@ def html(
 
     Columns: True Label, Predicted Label (probability), Attribution Label (its
     probability), Attribution Score (the sum of the scores) and Word Importance. Each word
-    is a ``<span class="tok">`` on an opaque :func:`background`, in :func:`ink`;
+    is a ``<span class="tok">`` on an opaque :func:`background`, in black or white ink;
     ``data-score`` and the tooltip carry its score. Under the words: the completeness
     check and the maximum the colours are relative to (``scale``: "text" or "page").
     """
@@ -155,32 +134,32 @@ def html(
             fill = background(s, maximum)
             spans.append(
                 f'<span class="tok" data-score="{s:.6g}" title="{s:+.4g}" '
-                f'style="background-color: rgb{fill}; color: rgb{ink(fill)}">'
-                f"{_html.escape(unit)}</span>"
+                f'style="background-color: rgb{fill}; color: rgb{ink_rgb(fill)}">'
+                f"{escape(unit)}</span>"
             )
-        cells = "".join(f"<td>{_html.escape(value)}</td>" for _, value in columns(a))
+        cells = "".join(f"<td>{escape(value)}</td>" for _, value in columns(a))
         note = f"{completeness(a)}; {_strength(scale, maximum)}"
         rows.append(
             f'<tr>{cells}<td><p class="text">{" ".join(spans)}</p>'
-            f'<p class="summary">{_html.escape(note)}</p></td></tr>'
+            f'<p class="summary">{escape(note)}</p></td></tr>'
         )
     key = " ".join(
         f'<span class="key" style="background-color: rgb{background(v, 1)}; '
-        f'color: rgb{ink(background(v, 1))}">{label}</span>'
+        f'color: rgb{ink_rgb(background(v, 1))}">{label}</span>'
         for v, label in [(-1, "&minus;max"), (-0.5, "&minus;max/2"), (0, "0"),
                          (0.5, "+max/2"), (1, "+max")]
     )  # fmt: skip
     headings = "".join(f"<th>{h}</th>" for h in head) + "<th>Word Importance</th>"
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{_html.escape(title)}</title><style>"
+        f"<title>{escape(title)}</title><style>"
         "body{font-family:sans-serif;max-width:72em;margin:2em auto;background:#fff;color:#111}"
         "table{border-collapse:collapse}th,td{text-align:left;vertical-align:top;"
         "padding:0.3em 0.8em;border-top:1px solid #ccc}"
         ".tok,.key{padding:0.1em 0.2em;margin:0 0.05em;border-radius:0.2em;line-height:2}"
         ".summary,.legend{color:#555;font-size:0.85em}</style></head><body>"
-        f"<h1>{_html.escape(title)}</h1>"
-        f'<p class="legend">{key}<br>{_html.escape(_legend(scale, maxima))}</p>'
+        f"<h1>{escape(title)}</h1>"
+        f'<p class="legend">{key}<br>{escape(_legend(scale, maxima))}</p>'
         f"<table><tr>{headings}</tr>" + "".join(rows) + "</table></body></html>\n"
     )
 
@@ -221,11 +200,11 @@ def terminal(
             parts.append(f"{_visible(unit)}[{s:+.2g}]")
             continue
         fill = background(s, maximum)
-        fg = ";".join(map(str, ink(fill)))
+        fg = ";".join(map(str, ink_rgb(fill)))
         bg = ";".join(map(str, fill))
         parts.append(f"\x1b[38;2;{fg};48;2;{bg}m{_visible(unit)}\x1b[0m")
     header = " | ".join(f"{heading}: {_visible(value)}" for heading, value in columns(a))
-    footer = f"  {completeness(a)}; red raises F, blue lowers it, {_strength('text', maximum)}"
+    footer = f"  {completeness(a)}; {_captions.sign_note('all')}, {_strength('text', maximum)}"
     return "\n".join([header, " ".join(parts), footer])
 
 
@@ -249,9 +228,9 @@ def picture(
 ) -> np.ndarray:
     """The :func:`html` view as an RGB image (``uint8``, height × width × 3), for papers.
 
-    Per text: a line with Captum's columns, the words on their :func:`background`
-    (black or white text by :func:`ink`) wrapped to ``width``, and a grey line with the
-    completeness check and the maximum |score| the colours are relative to. At the
+    Per text: a line with Captum's columns, the words on their :func:`background` (in
+    black or white, whichever contrasts more) wrapped to ``width``, and a grey line with
+    the completeness check and the maximum |score| the colours are relative to. At the
     bottom, a colour bar from -max (blue, lowers F) to +max (red, raises F) with the
     normalisation. Needs Pillow.
     """
@@ -291,7 +270,7 @@ def picture(
     for x, y0, unit, fill in boxes:
         w = int(font.getlength(unit)) + 2 * pad
         draw.rounded_rectangle((x, y0, x + w, y0 + line - 4), radius=4, fill=fill)
-        draw.text((x + pad, y0 + 4), unit, fill=ink(fill), font=font)
+        draw.text((x + pad, y0 + 4), unit, fill=ink_rgb(fill), font=font)
     grey = (85, 85, 85)  # 7.5:1 on white
     for y0, note in notes:
         draw.text((pad, y0 + 2), note, fill=grey, font=small)

@@ -148,7 +148,8 @@ def figure(
     colours = [(_png.POSITIVE if v >= 0 else _png.NEGATIVE) / 255 for v in summed]
     axes[1].bar(t, summed, color=colours, width=0.9)
     axes[1].axhline(0.0, color="black", linewidth=0.8)
-    axes[1].set_ylabel("attribution per step\n(sum of features,\nunits of F)", fontsize=8)
+    measure = _captions.unit(exp.output_kind)
+    axes[1].set_ylabel(f"attribution per step\n(sum of features,\n{measure})", fontsize=8)
     limit = float(np.abs(a).max()) or 1.0
     image = axes[2].imshow(
         a.T,
@@ -161,14 +162,14 @@ def figure(
     axes[2].set_yticks(np.arange(n_features), names)
     axes[2].set_xlabel("time step")
     bar = fig.colorbar(image, ax=axes[2], shrink=0.9)
-    bar.set_label(f"{_captions.UNITS},\n{_captions.sign_note('all')}", fontsize=8)
+    bar.set_label(_captions.units("all", output_kind=exp.output_kind, sep=",\n"), fontsize=8)
     fig.suptitle(
         _captions.headline(exp, example, class_names) + f", example {example}", fontsize=10
     )
     fig.supxlabel(
         f"{_captions.completeness(exp, example)}\n"
         f"bars: sum over features per step; map: colour limit ±{limit:.3g} "
-        "(largest |a| of this example)",
+        f"({_captions.rule(None, 100.0)} of this example)",
         fontsize=8,
     )
     return fig
