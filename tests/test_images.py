@@ -251,3 +251,18 @@ def test_views_work_without_pillow(monkeypatch, tmp_path):
     assert colour(rgb, 25, 80 + 6 + 5) == POS
     path = _png.write_png(tmp_path / "x.png", rgb)
     assert path.read_bytes() == _png.encode_png_stdlib(rgb)
+
+
+def test_compare_baselines_is_compare_with_one_method_per_baseline(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2)).double()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    exps = images.compare_baselines(model, x, target=1, n_steps=4)
+    methods = images.baseline_methods(model, n_steps=4)
+    scored = integrad.compare(model, x, target=1, methods=methods, metrics=("deletion",), steps=4)
+    assert list(scored.table().index) == list(exps) == ["zeros", "blur", "noise", "mean"]
+    for name, exp in exps.items():
+        assert torch.equal(scored.explanations[name].attributions, exp.attributions)
+    # The same picture from either: comparison draws the Comparison's explanations.
+    assert np.array_equal(images.comparison(scored.explanations), images.comparison(exps))
+    with pytest.raises(TypeError, match="baseline_methods takes no target"):
+        images.baseline_methods(model, target=1)

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from .curves import deletion, insertion
 from .infidelity import infidelity
 from .sensitivity import sensitivity_max
 
-__all__ = ["METRICS", "Comparison", "compare"]
+__all__ = ["BETTER", "METRICS", "Comparison", "compare"]
 
 MetricFunc = Callable[..., torch.Tensor]
 
@@ -34,6 +35,17 @@ METRICS = ("deletion", "insertion", "infidelity", "sensitivity")
 random subsets set to the baselines (the Explanation's own, else zeros;
 :func:`~integrad.metrics.perturbations.subset`, lower is better) and
 ``sensitivity_max`` (reruns the method; lower is better)."""
+
+BETTER = {
+    "deletion": "lower",
+    "insertion": "higher",
+    "infidelity": "lower",
+    "sensitivity": "lower",
+    "completeness delta": "lower",
+    "evaluations per example": "lower",
+    "seconds per example": "lower",
+}
+"""Which direction is better in each column of :meth:`Comparison.table` (custom metrics: unsaid)."""
 
 
 @dataclass
@@ -50,11 +62,11 @@ class Comparison:
     """Per method, model evaluations (forward+backward) per example; NaN where unknown."""
     seconds: dict[str, float]
     """Per method, wall-clock seconds of the explanation call, per example."""
+    inputs: TensorOrTuple | None = None
+    """The inputs explained (what :meth:`to_html` draws the attributions over)."""
 
-    def table(self) -> Any:
-        """One pandas DataFrame, a row per method: the means over examples (needs pandas)."""
-        import pandas as pd
-
+    def rows(self) -> dict[str, dict[str, float]]:
+        """``rows[method][column]``: :meth:`table`'s numbers without pandas."""
         rows = {}
         for name, scores in self.scores.items():
             row = {metric: float(values.mean()) for metric, values in scores.items()}
@@ -62,9 +74,69 @@ class Comparison:
             row["evaluations per example"] = float(self.evaluations[name].mean())
             row["seconds per example"] = self.seconds[name]
             rows[name] = row
-        frame = pd.DataFrame.from_dict(rows, orient="index")
+        return rows
+
+    def table(self) -> Any:
+        """One pandas DataFrame, a row per method: the means over examples (needs pandas)."""
+        import pandas as pd
+
+        frame = pd.DataFrame.from_dict(self.rows(), orient="index")
         frame.index.name = "method"
         return frame
+
+    def to_html(
+        self,
+        path: str | Path,
+        *,
+        examples: int | Sequence[int] = 4,
+        kind: str | None = None,
+        feature_names: Sequence[str] | None = None,
+        title: str = "integrad: methods compared",
+        **options: Any,
+    ) -> Path:
+        """A self-contained page: the table (which direction is better per column), then pictures.
+
+        For image inputs each example shows the input, then every method's signed
+        heatmap under ONE colour limit with its legend; for tables a features × methods
+        table coloured by sign; otherwise the table only. ``examples``: how many (the
+        first ones) or which; ``kind`` (``"image"``, ``"table"``): default the
+        Explanations' own, else 4-d inputs are images and 2-d ones tables. ``options``
+        (``clip``, ``percentile``, ``scale``) go to the pictures. No script, no
+        external reference: pictures are inline PNGs.
+        """
+        from ..views import comparison as view
+
+        answers = list(self.explanations.values())
+        given = [a for a in answers if isinstance(a, Explanation)]
+        xs = None if self.inputs is None else as_inputs(self.inputs)[0]
+        one = xs is not None and len(xs) == 1
+        if kind is None:
+            kind = next((e.kind for e in given if e.kind is not None), None)
+        if kind is None and xs is not None and one:
+            kind = {4: "image", 2: "table"}.get(xs[0].dim())
+        batch = len(next(iter(self.delta.values())))
+        shown = range(min(examples, batch)) if isinstance(examples, int) else list(examples)
+        for i in shown:
+            if not 0 <= i < batch:
+                raise ValueError(f"examples: {i} is out of range for a batch of {batch}")
+        attributions = {n: as_tuple(a, n)[0] for n, a in self.explanations.items()} if one else None
+        html = view.page(
+            self.rows(),
+            better=BETTER,
+            inputs=xs[0] if xs is not None and one else None,
+            attributions=attributions,
+            kind=kind,
+            examples=shown,
+            feature_names=feature_names,
+            output_kind=next((e.output_kind for e in given if e.output_kind), None),
+            title=title,
+            notes=[
+                "Means over the examples; the best value of each column in bold. "
+                f"{len(answers)} methods on {batch} examples."
+            ],
+            **options,
+        )
+        return view.write(path, html)
 
 
 def compare(
@@ -170,7 +242,7 @@ def compare(
             else:
                 values = (score or builtin[metric])(forward_func, inputs, answer, target)
             scores[name][metric] = _per_example(values, batch, metric)
-    return Comparison(explanations, scores, delta, evaluations, seconds)
+    return Comparison(explanations, scores, delta, evaluations, seconds, inputs)
 
 
 def _metrics(metrics: object) -> dict[str, MetricFunc | None]:

@@ -12,7 +12,8 @@ and the result is coloured:
 - ``sign="absolute" | "positive" | "negative"``: white to purple / red / blue;
 - :func:`overlay`: the image blended with the signed colours where attributions are large;
 - :func:`masked`: the image showing only its top-k% pixels by attribution;
-- :func:`side_by_side`, :func:`comparison`, :func:`gallery`: titled layouts of these, each
+- :func:`side_by_side`, :func:`gallery` (and :func:`integrad.views.comparison.comparison`):
+  titled layouts of these, each
   with a legend (:func:`integrad.views._png.legend`) and a caption stating the colour
   limit, whether it is shared, and the completeness check.
 
@@ -30,7 +31,7 @@ positive. :mod:`integrad.views.image_figures` has figures with Captum's options.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +47,6 @@ __all__ = [
     "CHANNEL_COUNTS",
     "aggregate_channels",
     "channel_axis_of",
-    "comparison",
     "gallery",
     "heatmap",
     "image_rgb",
@@ -449,50 +449,3 @@ def gallery(
     label = _captions.units("all", output_kind=exp.output_kind)
     footer = _footer(picture.shape[1], lines, [_png.legend(limit, label)])
     return _png.grid([[picture], [footer]], gap=8)
-
-
-def comparison(
-    explanations: Mapping[str, Explanation],
-    example: int = 0,
-    *,
-    scale: int | None = None,
-    shared_scale: bool = True,
-    channel_axis: int = 0,
-    **options: Any,
-) -> np.ndarray:
-    """The input, then a column per baseline: the baseline over its signed attributions.
-
-    With ``shared_scale`` every heatmap uses one colour limit, so sizes compare across
-    baselines; otherwise each has its own, written in its title. Titles carry the
-    baseline's name and F(x) - F(x'); a caption row states the scale next to a legend.
-    """
-    if not explanations:
-        raise ValueError("comparison needs at least one explanation")
-    names = list(explanations)
-    pairs = [one_example(explanations[n], example, channel_axis) for n in names]
-    image = pairs[0][0]
-    s = scale or _default_scale(image.shape[-2])
-    clip, percentile = _captions.describe_options(options)
-    sums = [aggregate_channels(a, "sum", 0) for _, a in pairs]
-    limit = shared_limit(sums, percentile, clip) if shared_scale else None
-    value_range = (float(image.min()), float(image.max()))
-    first = _png.titled(image_rgb(image, scale=s, channel_axis=0), f"input #{example}")
-    top, bottom = [first], [np.full_like(first, _png.WHITE)]
-    for name, summed in zip(names, sums, strict=True):
-        exp = explanations[name]
-        gap = float(exp.output[example] - exp.baseline_output[example])
-        base = exp.baselines[0] if isinstance(exp.baselines, tuple) else exp.baselines
-        base_image = _numpy(base[example] if base.dim() == image.ndim + 1 else base[0])
-        if base_image.ndim == 3:
-            base_image = np.moveaxis(base_image, channel_axis, 0)
-        shown = image_rgb(base_image, scale=s, value_range=value_range, channel_axis=0)
-        top.append(_png.titled(shown, f"baseline: {name}"))
-        own = limit if limit is not None else outlier_limit(summed, percentile, clip)
-        title = f"F(x)-F(x') {gap:.3g}" + ("" if shared_scale else f" ±{own:.2g}")
-        bottom.append(_png.titled(heatmap(summed, scale=s, limit=own), title))
-    picture = _png.grid([top, bottom])
-    scope = "shared across baselines" if shared_scale else "per baseline (in each title)"
-    note = _captions.scale_note(limit, clip, percentile, scope)
-    label = _captions.units("all", output_kind=explanations[names[0]].output_kind)
-    footer = _footer(picture.shape[1], [note], [_png.legend(limit, label)])
-    return _png.grid([[picture], [footer]])
