@@ -163,3 +163,35 @@ def test_generator_masks_are_reproducible_and_errors_name_the_argument() -> None
         pic(net, images, maps, target=[1, 2, 3], preprocess=lambda u: u.double() / 255)
     with pytest.raises(ValueError, match="fraction must be in"):
         random_mask(4, 4, 1.5)
+
+
+def test_plot_draws_each_curve_and_the_aggregate_with_their_areas() -> None:
+    import matplotlib.pyplot as plt
+
+    net = model(1, 8)
+    result = pic(net, blobs(3, 1, 8, seed=2), torch.rand(3, 8, 8), min_pred_value=0.0,
+                 generator=torch.Generator().manual_seed(1),
+                 preprocess=lambda u: u.double() / 255, num_data_points=40)  # fmt: skip
+    valid = torch.nonzero(result.valid).flatten().tolist()
+    assert valid, "the test needs at least one curve"
+    before = plt.get_fignums()
+    fig = result.plot()
+    assert plt.get_fignums() == before  # not a pyplot figure
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == len(valid) + 1
+    for line, i in zip(lines[:-1], valid, strict=True):
+        np.testing.assert_array_equal(line.get_xdata(), result.curve_x.numpy())
+        np.testing.assert_array_equal(line.get_ydata(), result.curves[i].numpy())
+    curve, area = result.aggregate("median")
+    np.testing.assert_array_equal(lines[-1].get_ydata(), curve.numpy())
+    assert lines[-1].get_linewidth() > lines[0].get_linewidth()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[-1] == f"median: AUC {area:.3f}"
+    assert labels[0] == f"#{valid[0]}: AUC {float(result.auc[valid[0]]):.3f}"
+    assert ax.get_xlabel() and ax.get_ylabel() == "normalised softmax"
+    from integrad.views._png import new_figure
+
+    mine = new_figure((3, 3))
+    target_ax = mine.add_subplot()
+    assert result.plot(ax=target_ax, aggregate="mean") is mine and target_ax.get_lines()

@@ -73,6 +73,37 @@ class PicResult:
         curve = rows.mean(0) if method == "mean" else torch.quantile(rows, 0.5, dim=0)
         return curve, float(torch.trapezoid(curve, self.curve_x))
 
+    def plot(self, ax: Any = None, aggregate: str = "median") -> Any:
+        """The curves: each valid example thin, the ``aggregate`` curve thick, AUCs in the legend.
+
+        Draws into ``ax`` if given, else into a new figure
+        (:func:`integrad.views._png.new_figure`, no pyplot); returns the Figure. Needs
+        matplotlib.
+        """
+        from ..views._png import new_figure
+
+        fig = new_figure((5.0, 3.6)) if ax is None else ax.figure
+        if ax is None:
+            ax = fig.add_subplot()
+        x = self.curve_x.numpy()
+        auc = self.auc
+        for i in torch.nonzero(self.valid).flatten().tolist():
+            ax.plot(x, self.curves[i].numpy(), linewidth=0.8, alpha=0.5,
+                    label=f"#{i}: AUC {float(auc[i]):.3f}")  # fmt: skip
+        curve, area = self.aggregate(aggregate)
+        ax.plot(x, curve.numpy(), color="black", linewidth=2.5,
+                label=f"{aggregate}: AUC {area:.3f}")  # fmt: skip
+        name = self.kind.upper()
+        ax.set_xlabel("normalised information (WebP bytes)")
+        ax.set_ylabel("normalised softmax" if self.kind == "sic" else "accuracy")
+        skipped = len(self.skipped) - int(self.valid.sum())
+        ax.set_title(f"{name}: {int(self.valid.sum())} images" + (
+            f" ({skipped} skipped)" if skipped else ""))  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize="small")
+        return fig
+
 
 def random_mask(
     height: int, width: int, fraction: float = 0.01, generator: torch.Generator | None = None
