@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -15,6 +16,7 @@ from integrad.metrics import randomization_check
 from integrad.metrics.sanity import spearman, ssim
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 
 def explain_half(model: nn.Module, x: torch.Tensor, target: object) -> integrad.Explanation:
@@ -113,8 +115,11 @@ def test_the_same_generator_seed_gives_the_same_table() -> None:
     assert torch.equal(runs[0].spearman_abs, runs[1].spearman_abs)
     assert runs[0].ssim is None  # not images
     fig = runs[0].plot()
-    assert len(fig.axes[0].lines) >= 2
-    matplotlib.pyplot.close(fig)
+    spearman_abs = fig.axes[0].lines[0]  # the plotted means are the check's own numbers
+    assert spearman_abs.get_label().startswith("Spearman |a|")
+    assert np.allclose(spearman_abs.get_ydata(), runs[0].spearman_abs.mean(1).numpy())
+    assert "randomized from the output down" in fig.axes[0].get_xlabel()
+    assert not plt.get_fignums()  # not a pyplot figure: shown once, no leak
 
 
 def test_spearman_matches_scipy_with_ties() -> None:

@@ -56,11 +56,16 @@ class RandomizationCheck:
         return pd.DataFrame(data).set_index("layer")
 
     def plot(self, ax: Any = None) -> Any:
-        """Adebayo et al.'s figure: similarity against the randomized layer (needs matplotlib)."""
-        import matplotlib.pyplot as plt
+        """Adebayo et al.'s figure: similarity against the randomized layer (needs matplotlib).
+
+        Returns a Figure not registered with pyplot (it displays once in a notebook);
+        draws into ``ax`` when given.
+        """
+        from ..views._png import new_figure
 
         if ax is None:
-            fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(self.layers) + 1.5), 3.2))
+            fig = new_figure((max(4.5, 0.9 * len(self.layers) + 2.0), 3.4))
+            ax = fig.add_subplot()
         else:
             fig = ax.figure
         steps = list(range(len(self.layers)))
@@ -69,14 +74,18 @@ class RandomizationCheck:
             series.append(("SSIM |a|", self.ssim))
         for name, values in series:
             mean, std = values.mean(1).numpy(), values.std(1, unbiased=False).numpy()
-            ax.plot(steps, mean, marker="o", label=name)
+            ax.plot(steps, mean, marker="o", label=f"{name} (mean ± sd over examples)")
             ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
         ax.set_xticks(steps, self.layers, rotation=45, ha="right")
-        ax.set_ylabel("similarity to original")
-        ax.set_title(f"{self.mode} randomization")
+        cascade = "randomized from the output down to this layer"
+        ax.set_xlabel(cascade if self.mode == "cascading" else "the one layer randomized")
+        ax.set_ylabel("similarity to the original\nattributions (1 = unchanged)")
+        ax.set_title(
+            f"{self.mode} randomization check\n(a faithful method's attributions fall towards 0)",
+            fontsize=9,
+        )
         ax.axhline(0.0, color="gray", linewidth=0.5)
-        ax.legend(fontsize="small")
-        fig.tight_layout()
+        ax.legend(fontsize="x-small")
         return fig
 
 
