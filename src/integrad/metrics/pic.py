@@ -77,7 +77,7 @@ class PicResult:
         """The curves: each valid example thin, the ``aggregate`` curve thick, AUCs in the legend.
 
         Draws into ``ax`` if given, else into a new figure
-        (:func:`integrad.views._png.new_figure`, no pyplot); returns the Figure. Needs
+        (``views._png.new_figure``, no pyplot); returns the Figure. Needs
         matplotlib.
         """
         from ..views._png import new_figure

@@ -87,7 +87,7 @@ def check_rereadable(explainer: str, options: dict[str, Any]) -> None:
 def stored_baselines(
     explainer: str, baselines: Any, inputs: tuple[torch.Tensor, ...], was_tuple: bool
 ) -> tuple[torch.Tensor, ...]:
-    """The baselines a :data:`REREADABLE` explainer stores for ``inputs``."""
+    """The baselines a ``REREADABLE`` explainer stores for ``inputs``."""
     if explainer == "saliency":
         return tuple(torch.zeros_like(x) for x in inputs)
     return _baselines.resolve(baselines, inputs, was_tuple)

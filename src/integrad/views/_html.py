@@ -3,7 +3,7 @@
 Shared by the report (:mod:`integrad.views.report`), the notebook summary
 (:mod:`integrad.views.notebook`), the dataset report and the text views. Every picture
 is a ``data:`` URI and every colour comes from :mod:`integrad.views._png`, so the pages
-hold no external reference; colour bars are :func:`integrad.views._png.legend` and the
+hold no external reference; colour bars are ``views._png.legend`` and the
 words :mod:`integrad.views._captions`. Colours carry text at WCAG AA contrast
 (:func:`ink`).
 """

@@ -6,7 +6,8 @@ layout of :func:`integrad.images.compare_baselines`) and the page of
 takes plain data, never the metrics: names, each method's attributions, the inputs and
 the table's rows.
 
-- :func:`row`: one image, then each method's signed heatmap under ONE colour limit
+- :func:`integrad.views.comparison.row`: one image, then each method's signed heatmap under
+  ONE colour limit
   (pooled over the methods' maps, :func:`integrad.views.images.shared_limit`), with its
   legend and the stated rule, so sizes compare across methods;
 - :func:`feature_table`: for tables, features × methods, each cell coloured by its sign
@@ -109,7 +110,7 @@ def comparison(
     With ``shared_scale`` every heatmap uses one colour limit, so sizes compare across
     baselines; otherwise each has its own, written in its title. Titles carry the
     baseline's name and F(x) - F(x'); a caption row states the scale next to a legend.
-    The layout is :func:`row`'s, with the baselines above.
+    The layout is :func:`integrad.views.comparison.row`'s, with the baselines above.
     """
     if not explanations:
         raise ValueError("comparison needs at least one explanation")
@@ -219,8 +220,9 @@ def page(
 
     ``rows[method][column]`` are the table's numbers; ``better[column]`` is ``"lower"``
     or ``"higher"``. ``inputs`` (batch first) and ``attributions[method]`` (same shape)
-    are drawn for ``examples`` when ``kind`` is ``"image"`` (:func:`row`: one shared
-    colour limit per example) or ``"table"`` (:func:`feature_table`); any other kind
+    are drawn for ``examples`` when ``kind`` is ``"image"``
+    (:func:`integrad.views.comparison.row`: one shared colour limit per example) or
+    ``"table"`` (:func:`feature_table`); any other kind
     shows the table only. ``options`` (``clip``, ``percentile``, ``scale``) go to the
     pictures.
     """

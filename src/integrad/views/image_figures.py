@@ -307,7 +307,8 @@ def visualize_image_attr(
     """Captum's ``visualize_image_attr``: same arguments, same normalisation, ``(fig, ax)``.
 
     ``attr`` and ``original_image`` are ``(H, W, C)`` or ``(H, W)`` numpy arrays as in
-    Captum (tensors and ``(C, H, W)`` are read too where :func:`channel_axis_of` can tell;
+    Captum (tensors and ``(C, H, W)`` are read too where
+    :func:`integrad.views.images.channel_axis_of` can tell;
     where it cannot, channels are last, as Captum has them).
     Differences, on purpose: our colours unless ``captum_colors=True``; the colour bar
     (``show_colorbar``) reads in attribution units with the sign convention, where

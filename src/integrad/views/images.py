@@ -3,7 +3,8 @@
 Attributions of one image are ``(channels, height, width)`` (PyTorch's layout),
 ``(height, width, channels)`` (numpy's and Captum's) or ``(height, width)``; which axis
 holds the channels is read from the shape when it can be told and asked for
-(``channel_axis=``) when it cannot (:func:`channel_axis_of`). Channels are first
+(``channel_axis=``) when it cannot (:func:`integrad.views.images.channel_axis_of`).
+Channels are first
 aggregated to one value per pixel, the colour scale is set by an outlier-robust limit,
 and the result is coloured:
 
@@ -14,7 +15,7 @@ and the result is coloured:
 - :func:`masked`: the image showing only its top-k% pixels by attribution;
 - :func:`side_by_side`, :func:`gallery` (and :func:`integrad.views.comparison.comparison`):
   titled layouts of these, each
-  with a legend (:func:`integrad.views._png.legend`) and a caption stating the colour
+  with a legend (``views._png.legend``) and a caption stating the colour
   limit, whether it is shared, and the completeness check.
 
 Captum's ``visualize_image_attr`` colours red negative and green positive; here red is
@@ -63,7 +64,8 @@ AGGREGATIONS = ("sum", "abs_sum", "max_abs", "l2")
 SIGNS = ("all", "absolute", "positive", "negative")
 CLIPS = ("cumsum", "percentile", None)
 CHANNEL_COUNTS = (1, 3, 4)
-"""How many channels an image has (gray, RGB, RGBA): what :func:`channel_axis_of` looks for."""
+"""How many channels an image has (gray, RGB, RGBA): what
+:func:`integrad.views.images.channel_axis_of` looks for."""
 
 
 def _numpy(values: Any) -> np.ndarray:
@@ -120,7 +122,8 @@ def aggregate_channels(
 
     ``how``: ``"sum"`` (signed; completeness still holds over pixels), ``"max_abs"``
     (signed: the channel with the largest magnitude), ``"abs_sum"`` and ``"l2"``
-    (magnitudes, non-negative). The channel axis is found by :func:`channel_axis_of`.
+    (magnitudes, non-negative). The channel axis is found by
+    :func:`integrad.views.images.channel_axis_of`.
     """
     values = _numpy(attributions)
     axis = channel_axis_of(values.shape, channel_axis)
@@ -223,7 +226,7 @@ def image_rgb(
     """An input image for display: one channel as gray, three as RGB (a fourth, alpha, dropped).
 
     Values map linearly from ``value_range`` (default: the image's own min and max) to
-    0..255, clipped. The channel axis is found by :func:`channel_axis_of`.
+    0..255, clipped. The channel axis is found by :func:`integrad.views.images.channel_axis_of`.
     """
     values = _numpy(image)
     low, high = value_range or (float(values.min()), float(values.max()))

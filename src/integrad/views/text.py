@@ -119,7 +119,8 @@ def html(
 
     Columns: True Label, Predicted Label (probability), Attribution Label (its
     probability), Attribution Score (the sum of the scores) and Word Importance. Each word
-    is a ``<span class="tok">`` on an opaque :func:`background`, in black or white ink;
+    is a ``<span class="tok">`` on an opaque :func:`integrad.views.text.background`, in
+    black or white ink;
     ``data-score`` and the tooltip carry its score. Under the words: the completeness
     check and the maximum the colours are relative to (``scale``: "text" or "page").
     """
@@ -228,7 +229,8 @@ def picture(
 ) -> np.ndarray:
     """The :func:`html` view as an RGB image (``uint8``, height × width × 3), for papers.
 
-    Per text: a line with Captum's columns, the words on their :func:`background` (in
+    Per text: a line with Captum's columns, the words on their
+    :func:`integrad.views.text.background` (in
     black or white, whichever contrasts more) wrapped to ``width``, and a grey line with
     the completeness check and the maximum |score| the colours are relative to. At the
     bottom, a colour bar from -max (blue, lowers F) to +max (red, raises F) with the
