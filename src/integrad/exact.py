@@ -13,12 +13,17 @@ each window is the largest). Activation regions are convex, so a segment whose e
 in one closed region is linear. Otherwise the first module, in execution order, whose
 pattern differs has an affine input on the segment (every module before it agrees), so
 its switching points follow exactly from the two ends' values: the segment is split
-there and the parts examined again, every segment of every example in one batch.
+there and the parts examined again, every segment of every example in one batch. The
+parts agree on that module (for a ReLU-like one; a max-pooling window may change hands
+more than once) and on all before it, so only later modules are compared again; cut at
+the last module's switching points, they need no forward pass at all (the model is
+affine after it).
 
 Cost per example, with R regions crossed: R forward+backward evaluations (``n_evals``)
-and about R + 1 forward-only ones (both ends and the switching points,
-``Explanation.n_forward``). Every segment is checked: F(e) − F(s) must equal the midpoint
-gradient times (e − s)(x − x'), and F at the midpoint the mean of F at the ends, to
+and at most about R + 1 forward-only ones (both ends and the switching points of every
+module but the last, ``Explanation.n_forward``). Every segment is checked: its affine
+model, F at the midpoint ± the midpoint gradient times (e − s)(x − x')/2, must give F at
+each end where F was evaluated, and agree with the next segment's at their shared end, to
 ~1e-12 of the output's scale in float64; a nonlinearity the hooks cannot see
 (``torch.sigmoid`` or ``F.relu`` called in ``forward``) is refused, not integrated
 wrongly. Results are exact up to rounding in the inputs' dtype: use a float64 model and
@@ -131,8 +136,11 @@ class _Kinks:
 
     def record(self, z: torch.Tensor) -> _Data:
         """``(inputs, sides)``: -1 / +1 clearly below / above a kink, 0 on it (tolerance)."""
-        tol = _tolerance(z.abs().amax(1).clamp_min(max(abs(v) for v in self.at))).unsqueeze(-1)
+        tol = _tolerance(z.abs().amax(1).clamp_min(max(abs(v) for v in self.at)))
+        if self.at == (0.0,):  # ReLU, LeakyReLU, PReLU: no copy of z shifted by 0
+            return z, (z > tol).to(torch.int8) - (z < -tol).to(torch.int8)
         d = z.unsqueeze(-1) - torch.tensor(self.at, dtype=z.dtype, device=z.device)
+        tol = tol.unsqueeze(-1)
         sides = (d > tol).to(torch.int8) - (d < -tol).to(torch.int8)
         return z, sides.flatten(1)
 
@@ -141,12 +149,17 @@ class _Kinks:
         # segment lies in one closed piece of every element.
         return (data[1][ps] * data[1][pe] < 0).any(1)
 
-    def crossings(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+    def crossings(
+        self, data: _Data, ps: torch.Tensor, pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(segment, t)`` for every kink crossed: where on the segment, as a fraction."""
         z, sides = data
-        at = torch.tensor(self.at, dtype=torch.float64, device=z.device)
-        ds, de = z[ps].double().unsqueeze(-1) - at, z[pe].double().unsqueeze(-1) - at
-        t = (ds / (ds - de)).flatten(1)
-        return torch.where(sides[ps] * sides[pe] < 0, t, torch.nan)
+        i, q = (sides[ps] * sides[pe] < 0).nonzero(as_tuple=True)
+        k = len(self.at)
+        at = torch.tensor(self.at, dtype=torch.float64, device=z.device)[q % k]
+        ds = z[ps[i], q // k].double() - at
+        de = z[pe[i], q // k].double() - at
+        return i, ds / (ds - de)
 
 
 @dataclass(frozen=True)
@@ -167,14 +180,17 @@ class _Windows:
     def _unshared(data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
         return ~(data[1][ps] & data[1][pe]).any(-1)
 
-    def crossings(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
-        # Where the end's maximiser j overtakes the start's maximiser i.
+    def crossings(
+        self, data: _Data, ps: torch.Tensor, pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(segment, t)`` where each end's maximiser j overtakes the start's maximiser i."""
         w, _, argmax = data
-        i, j = argmax[ps].unsqueeze(-1), argmax[pe].unsqueeze(-1)
-        ws, we = w[ps].double(), w[pe].double()
+        seg, window = self._unshared(data, ps, pe).nonzero(as_tuple=True)
+        i, j = argmax[ps[seg], window].unsqueeze(-1), argmax[pe[seg], window].unsqueeze(-1)
+        ws, we = w[ps[seg], window].double(), w[pe[seg], window].double()
         gap_s = (ws.gather(-1, i) - ws.gather(-1, j)).squeeze(-1)
         gap_e = (we.gather(-1, i) - we.gather(-1, j)).squeeze(-1)
-        return torch.where(self._unshared(data, ps, pe), gap_s / (gap_s - gap_e), torch.nan)
+        return seg, gap_s / (gap_s - gap_e)
 
 
 def _pool_windows(pool: nn.Module, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -266,7 +282,11 @@ class _Recorder:
 
 @dataclass(frozen=True)
 class _Segments:
-    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there."""
+    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there.
+
+    An end that was never evaluated (a switching point of the last recorded call, see
+    :func:`_regions`) has point id -1 and F = NaN.
+    """
 
     row: torch.Tensor
     s: torch.Tensor
@@ -275,6 +295,8 @@ class _Segments:
     pe: torch.Tensor
     fs: torch.Tensor
     fe: torch.Tensor
+    known: torch.Tensor
+    """Leading module calls whose pattern is known to agree on the whole segment."""
 
     def take(self, index: torch.Tensor) -> _Segments:
         return _Segments(*(t[index] for t in self.__dict__.values()))
@@ -308,14 +330,21 @@ def exact(
 
 
 def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tensor, torch.Tensor]:
-    """Split every example's path until each segment lies in one activation region."""
+    """Split every example's path until each segment lies in one activation region.
+
+    A segment cut at every switching point of its first differing call agrees on that
+    call and every one before it between the cuts, so only the later calls are compared
+    again; after the last recorded call the model is affine, so a segment whose first
+    difference is there is final once cut, without a forward pass at the cuts.
+    """
     batch = engine.problem.batch
     min_len = 64 * torch.finfo(engine.problem.inputs[0].dtype).eps
     rows = torch.arange(batch)
     zero, one = torch.zeros(batch, dtype=torch.float64), torch.ones(batch, dtype=torch.float64)
     store, values = _evaluate(engine, recorder, rows.repeat(2), torch.cat([zero, one]))
     f0, f1 = values[:batch], values[batch:]
-    seg = _Segments(rows, zero, one, rows, rows + batch, f0, f1)
+    seg = _Segments(rows, zero, one, rows, rows + batch, f0, f1, torch.zeros_like(rows))
+    last = len(recorder.calls) - 1
     done = []
     for _ in range(_MAX_ROUNDS):
         first = _first_difference(recorder, store, seg)
@@ -325,9 +354,23 @@ def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tens
         if seg.row.numel() == 0:
             x = engine.problem.inputs[0]
             return _Segments.cat(done), f1.to(x), f0.to(x)
-        which, alpha = _switches(recorder, store, seg, first)
+        which, alpha, halved = _switches(recorder, store, seg, first)
+        # A ReLU-like call's input is affine on the segment: every crossing is found. A
+        # max-pooling window may change hands more than once: it is compared again.
+        whole = torch.tensor([isinstance(kind, _Kinks) for _, kind in recorder.calls])
+        known = torch.where(halved | ~whole[first], first, first + 1)
+        blind = (first == last) & (known > first)
+        cut = blind[which]
+        nowhere, unknown = -torch.ones_like(which[cut]), torch.full_like(alpha[cut], torch.nan)
+        done.append(_parts(seg, which[cut], alpha[cut], nowhere, unknown, known))
+        if bool(blind.all()):
+            seg = seg.take(~blind)
+            continue
+        renumber = torch.cumsum(~blind, 0) - 1
+        seg, known = seg.take(~blind), known[~blind]
+        which, alpha = renumber[which[~cut]], alpha[~cut]
         new, new_values = _evaluate(engine, recorder, seg.row[which], alpha)
-        seg, store = _split(seg, store, which, alpha, new, new_values)
+        seg, store = _split(seg, store, which, alpha, new, new_values, known)
     raise ValueError(
         f"method='exact' did not separate the activation regions in {_MAX_ROUNDS} rounds; "
         "the model is probably not piecewise-linear in its inputs"
@@ -366,16 +409,19 @@ def _first_difference(recorder: _Recorder, store: _Store, seg: _Segments) -> tor
     first = torch.full((int(seg.row.numel()),), -1)
     open_ = torch.arange(int(seg.row.numel()))
     for c, (_, kind) in enumerate(recorder.calls):
-        differs = kind.incompatible(store[c], seg.ps[open_], seg.pe[open_]).cpu()
-        first[open_[differs]] = c
-        open_ = open_[~differs]
+        check = open_[seg.known[open_] <= c]
+        if check.numel():
+            differs = kind.incompatible(store[c], seg.ps[check], seg.pe[check]).cpu()
+            first[check[differs]] = c
+            open_ = open_[first[open_] < 0]
     return first
 
 
 def _switches(
     recorder: _Recorder, store: _Store, seg: _Segments, first: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Switching points ``(segment index, alpha)`` of each segment's first differing call.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Switching points ``(segment index, alpha)`` of each segment's first differing call,
+    and per segment whether it was halved instead (no switching point found inside).
 
     Everything before that call agrees at both ends and regions are convex, so the
     call's input is affine on the segment: its kinks are crossed where linear
@@ -384,10 +430,9 @@ def _switches(
     found, ts = [], []
     for c in first.unique().tolist():
         sel = (first == c).nonzero().squeeze(1)
-        t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
-        i, q = (~t.isnan()).nonzero(as_tuple=True)
+        i, t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
         found.append(sel[i.cpu()])
-        ts.append(t[i, q].cpu())
+        ts.append(t.cpu())
     which, t = torch.cat(found), torch.cat(ts)
     alpha = seg.s[which] + t * (seg.e - seg.s)[which]
     inside = (alpha > seg.s[which]) & (alpha < seg.e[which])
@@ -405,7 +450,33 @@ def _switches(
     # Neurons switching at the same point need one evaluation.
     keep = torch.ones_like(which, dtype=torch.bool)
     keep[1:] = (which[1:] != which[:-1]) | (alpha[1:] > alpha[:-1])
-    return which[keep], alpha[keep]
+    return which[keep], alpha[keep], lost
+
+
+def _parts(
+    seg: _Segments,
+    which: torch.Tensor,
+    alpha: torch.Tensor,
+    ids: torch.Tensor,
+    values: torch.Tensor,
+    known: torch.Tensor,
+) -> _Segments:
+    """Segments ``which`` cut at ``alpha`` (sorted by segment, then alpha), whose new
+    points have ids ``ids`` and F ``values``; each part knows ``known[segment]`` calls."""
+    head = torch.ones_like(which, dtype=torch.bool)
+    head[1:] = which[1:] != which[:-1]
+    tail = torch.ones_like(head)
+    tail[:-1] = head[1:]
+    # One part ends at each new point; it starts at the previous one or the segment's start.
+    s = torch.where(head, seg.s[which], alpha.roll(1))
+    ps = torch.where(head, seg.ps[which], ids.roll(1))
+    fs = torch.where(head, seg.fs[which], values.roll(1))
+    parts = _Segments(seg.row[which], s, alpha, ps, ids, fs, values, known[which])
+    w = which[tail]
+    rest = _Segments(
+        seg.row[w], alpha[tail], seg.e[w], ids[tail], seg.pe[w], values[tail], seg.fe[w], known[w]
+    )
+    return _Segments.cat([parts, rest])
 
 
 def _split(
@@ -415,24 +486,11 @@ def _split(
     alpha: torch.Tensor,
     new: _Store,
     values: torch.Tensor,
+    known: torch.Tensor,
 ) -> tuple[_Segments, _Store]:
     """Cut the segments at the new points; keep only the points that still bound one."""
     n_old = int(store[0][0].shape[0]) if store else int(torch.cat([seg.ps, seg.pe]).max()) + 1
-    ids = n_old + torch.arange(int(which.numel()))
-    head = torch.ones_like(which, dtype=torch.bool)
-    head[1:] = which[1:] != which[:-1]
-    tail = torch.ones_like(head)
-    tail[:-1] = head[1:]
-    # One part ends at each new point; it starts at the previous one or the segment's start.
-    s = torch.where(head, seg.s[which], alpha.roll(1))
-    ps = torch.where(head, seg.ps[which], ids.roll(1))
-    fs = torch.where(head, seg.fs[which], values.roll(1))
-    parts = _Segments(seg.row[which], s, alpha, ps, ids, fs, values)
-    w = which[tail]
-    last = _Segments(
-        seg.row[w], alpha[tail], seg.e[w], ids[tail], seg.pe[w], values[tail], seg.fe[w]
-    )
-    out = _Segments.cat([parts, last])
+    out = _parts(seg, which, alpha, n_old + torch.arange(int(which.numel())), values, known)
     kept = torch.cat([out.ps, out.pe]).unique()
     old, fresh = kept[kept < n_old], kept[kept >= n_old] - n_old
     merged = [
@@ -440,7 +498,7 @@ def _split(
         for data, more in zip(store, new, strict=True)
     ]
     remap = torch.searchsorted(kept, torch.stack([out.ps, out.pe]))
-    return _Segments(out.row, out.s, out.e, remap[0], remap[1], out.fs, out.fe), merged
+    return _Segments(out.row, out.s, out.e, remap[0], remap[1], out.fs, out.fe, out.known), merged
 
 
 class _Slopes:
@@ -470,13 +528,22 @@ def _integrate(engine: Engine, seg: _Segments) -> tuple[tuple[torch.Tensor, ...]
     length = seg.e - seg.s
     result = engine.gradients(seg.row, (seg.s + seg.e) / 2, length, transform=slopes)
     slope, f_mid = torch.cat(slopes.parts), result.outputs.double().cpu()
+    # Each segment's affine model, F(mid) ± slope × length / 2, must give F where it was
+    # evaluated and agree with the next segment's at their shared end (F is continuous).
+    order = torch.argsort(seg.s, stable=True)
+    order = order[torch.argsort(seg.row[order], stable=True)]
+    half = slope * length / 2
+    at_s, at_e = f_mid - half, f_mid + half
+    off = torch.maximum((at_s - seg.fs).abs().nan_to_num(0), (at_e - seg.fe).abs().nan_to_num(0))
+    s_sorted, e_sorted = at_s[order], at_e[order]
+    same = seg.row[order][1:] == seg.row[order][:-1]
+    joint = torch.where(same, (e_sorted[:-1] - s_sorted[1:]).abs(), 0.0)
+    off[order[:-1]] = torch.maximum(off[order[:-1]], joint)
     # Tolerance: ulps of the largest |F| and |dF/dα| seen on the example's path.
-    size = torch.stack([seg.fs.abs(), seg.fe.abs(), f_mid.abs(), slope.abs()]).amax(0)
+    ends = torch.stack([seg.fs.abs(), seg.fe.abs()]).nan_to_num(0)
+    size = torch.cat([ends, torch.stack([f_mid.abs(), slope.abs()])]).amax(0)
     scale = torch.zeros(problem.batch, dtype=torch.float64).scatter_reduce(0, seg.row, size, "amax")
     tol = _CHECK_TOL * torch.finfo(problem.inputs[0].dtype).eps * scale[seg.row]
-    off = torch.maximum(
-        (seg.fe - seg.fs - slope * length).abs(), (f_mid - (seg.fs + seg.fe) / 2).abs()
-    )
     bad = (off > tol).nonzero().squeeze(1)
     if bad.numel():
         i = int(bad[0])
