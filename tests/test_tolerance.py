@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import integrad
-from integrad.tolerance import is_smooth
+from integrad._patterson import PATTERSON
+from integrad.tolerance import is_smooth, ladder_of
 
 
 class Ridge(nn.Module):
@@ -136,17 +137,103 @@ def test_attribute_takes_the_same_keywords() -> None:
     torch.testing.assert_close(delta, exp.delta)
 
 
-def test_smoothness_is_read_from_modules() -> None:
-    assert is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU()))
-    assert not is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.ReLU()))
-    assert not is_smooth(nn.Linear(2, 2))  # its forward could call F.relu: the safe ladder
-    assert not is_smooth(lambda x: x.sum(1))
+def test_ladder_is_read_from_modules() -> None:
+    assert ladder_of(nn.Sequential(nn.Linear(2, 2), nn.GELU())) == "smooth"
+    assert ladder_of(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.ReLU())) == "piecewise"
+    assert ladder_of(nn.LSTM(2, 3)) == "smooth"
+    assert ladder_of(nn.RNN(2, 3, nonlinearity="relu")) == "piecewise"
+    # Nothing visible: forward could call F.relu or torch.tanh; the smooth ladder's
+    # estimate is the conservative one for both.
+    assert ladder_of(nn.Linear(2, 2)) == "unknown"
+    assert ladder_of(lambda x: x.sum(1)) == "unknown"
+    assert is_smooth(nn.Linear(2, 2)) and not is_smooth(nn.ReLU())
     # Every module exact mode refuses as smooth picks the smooth ladder here, and back.
     for smooth in (nn.Softsign(), nn.Softmin(dim=1), nn.GroupNorm(1, 2)):
         model = nn.Sequential(nn.Linear(2, 2), smooth)
-        assert is_smooth(model)
+        assert ladder_of(model) == "smooth"
         with pytest.raises(ValueError, match="is smooth, not piecewise-linear"):
             integrad.explain(model, torch.ones(1, 2), target=0, method="exact")
+
+
+class Hidden(nn.Module):
+    """A custom block whose nonlinearity is a function call the module lists cannot see."""
+
+    def __init__(self, squash: object, seed: int = 4) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.a = nn.Linear(12, 32).double()
+        self.b = nn.Linear(32, 1).double()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        self.squash = squash
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.squash(self.a(x)))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("squash", [torch.relu, torch.tanh], ids=["relu", "tanh"])
+def test_unknown_modules_get_a_certificate_that_holds_kinked_or_smooth(squash: object) -> None:
+    # Held out: no constant of tolerance mode was chosen on these models.
+    model = Hidden(squash)
+    x = inputs(batch=20, seed=7)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-2)
+    assert exp.method == "tolerance:unknown"
+    # Gauss–Legendre's error: O(1/n) through kinks (~1e-4 here), exponential for tanh.
+    n = 4096 if squash is torch.relu else 256
+    dense = integrad.explain(model, x, target=0, n_steps=n).attributions
+    err = rel_error(exp.attributions, dense)
+    assert bool(exp.converged.all())
+    assert float((err <= 1e-2).double().mean()) >= 0.95
+    assert (err <= 2e-2).all()
+    assert (exp.relative_delta <= 1e-2).all()
+
+
+def test_hidden_kinks_leave_the_smooth_ladder_after_the_probe() -> None:
+    # O(1/n) differences at the probe: the examples go on along the piecewise ladder,
+    # whose rungs are not Patterson sizes.
+    model = Hidden(torch.relu)
+    exp = integrad.explain(model, inputs(batch=8, seed=7), target=0, tolerance=3e-3)
+    assert exp.method == "tolerance:unknown"
+    assert bool(exp.converged.all())
+    assert not set(exp.extras["points"].tolist()) & {1, 3, 7, 15, 31, 63, 127, 255}
+    # Every evaluation counted: the probe's 15 nodes and the piecewise rung's points.
+    assert (exp.n_evals == exp.extras["points"] + 15).all()
+
+
+def test_smooth_ladder_is_nested_and_reuses_every_evaluation() -> None:
+    model = ridge(nn.Tanh())
+    x = inputs(batch=6)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-12)
+    # Rungs of 1, 3, 7, 15, … nodes, each containing the last: the final rung's node count
+    # is every gradient evaluation the example cost.
+    assert exp.method == "tolerance:smooth"
+    assert exp.n_evals.tolist() == exp.extras["points"].tolist()
+    assert set(exp.extras["points"].tolist()) <= {3, 7, 15, 31, 63, 127, 255}
+    assert (rel_error(exp.attributions, ridge_ig(model, x)) <= 1e-12).all()
+
+
+@pytest.mark.parametrize("m", sorted(PATTERSON))
+def test_patterson_rules_are_nested_and_exact_to_their_degree(m: int) -> None:
+    half, weights = PATTERSON[m]
+    x = torch.tensor(half, dtype=torch.float64)
+    w = torch.tensor(weights, dtype=torch.float64)
+    nodes = torch.cat([-x[1:].flip(0), x])
+    full_w = torch.cat([w[1:].flip(0), w])
+    assert float(full_w.sum()) == pytest.approx(2.0, abs=1e-14)
+    assert (full_w > 0).all()
+    smaller = [k for k in PATTERSON if k < m]
+    if smaller:
+        assert torch.isin(torch.tensor(PATTERSON[max(smaller)][0], dtype=torch.float64), x).all()
+    # Legendre moments: ∫ P_k = 0 for 0 < k ≤ degree (the recurrence is stable on [-1, 1]).
+    degree = (3 * m + 1) // 2
+    previous, current = torch.ones_like(nodes), nodes.clone()
+    worst = 0.0
+    for k in range(1, degree + 1):
+        if k > 1:
+            previous, current = current, ((2 * k - 1) * nodes * current - (k - 1) * previous) / k
+        worst = max(worst, abs(float((full_w * current).sum())))
+    assert worst < 1e-13
 
 
 @pytest.mark.parametrize(
