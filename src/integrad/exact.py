@@ -154,6 +154,7 @@ class _Kinks:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(segment, t)`` for every kink crossed: where on the segment, as a fraction."""
         z, sides = data
+        ps, pe = ps.to(z.device), pe.to(z.device)
         i, q = (sides[ps] * sides[pe] < 0).nonzero(as_tuple=True)
         k = len(self.at)
         at = torch.tensor(self.at, dtype=torch.float64, device=z.device)[q % k]
@@ -185,6 +186,7 @@ class _Windows:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(segment, t)`` where each end's maximiser j overtakes the start's maximiser i."""
         w, _, argmax = data
+        ps, pe = ps.to(w.device), pe.to(w.device)
         seg, window = self._unshared(data, ps, pe).nonzero(as_tuple=True)
         i, j = argmax[ps[seg], window].unsqueeze(-1), argmax[pe[seg], window].unsqueeze(-1)
         ws, we = w[ps[seg], window].double(), w[pe[seg], window].double()
