@@ -219,19 +219,23 @@ def rel_error(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (a - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1).clamp_min(1e-300)
 
 
-Row = tuple[str, float, str, float, float, float, float, bool, bool]
+Row = tuple[str, float, str, float, float, float, float, bool, int, int]
 
 
 def check(name: str, run: Callable[[float], tuple[torch.Tensor, ...]], truth: torch.Tensor,
           ladder: str) -> list[Row]:  # fmt: skip
+    """Per tolerance: the contract over all examples, the examples flagged as not converged,
+    and the wrong certificates (flagged converged, yet beyond 2 tol or with a gap > tol)."""
     rows = []
     for tol in TOLERANCES:
-        attributions, gap, cost = run(tol)
+        attributions, gap, cost, converged = run(tol)
         err = rel_error(attributions, truth)
         within = float((err <= tol).double().mean())
         ok = within >= 0.95 and bool((err <= 2 * tol).all()) and bool((gap <= tol).all())
         worst, top_gap = float(err.max()) / tol, float(gap.max()) / tol
-        rows.append((name, tol, ladder, within, worst, top_gap, float(cost), ok, True))
+        wrong = int((converged.bool() & ((err > 2 * tol) | (gap > tol))).sum())
+        flagged = int((~converged.bool()).sum())
+        rows.append((name, tol, ladder, within, worst, top_gap, float(cost), ok, flagged, wrong))
     return rows
 
 
@@ -241,7 +245,8 @@ def case_rows(case: Case) -> list[Row]:
     def run(tol: float) -> tuple[torch.Tensor, ...]:
         exp = integrad.explain(case.model, case.x, target=case.target, tolerance=tol)
         cost = (exp.n_evals + 0.5 * exp.n_forward).double().mean()
-        return exp.attributions, gap_of(exp.delta, exp.output, exp.baseline_output), cost
+        gap = gap_of(exp.delta, exp.output, exp.baseline_output)
+        return exp.attributions, gap, cost, exp.converged
 
     ladder = integrad.explain(case.model, case.x[:1], target=case.target[:1], tolerance=0.1).method
     return check(case.name, run, truth, ladder.split(":")[1])
@@ -268,8 +273,9 @@ def minilm_rows(sentences: tuple[str, ...], name: str) -> list[Row]:
         )  # fmt: skip
         with torch.no_grad():
             output, baseline = net(ids, mask)[:, 0], net(base, mask)[:, 0]
-        assert lig.n_evals is not None
-        return attr, gap_of(delta, output, baseline), lig.n_evals.double().mean()
+        assert lig.n_evals is not None and lig.converged is not None
+        gap = gap_of(delta, output, baseline)
+        return attr, gap, lig.n_evals.double().mean(), lig.converged
 
     return check(name, run, truth, "smooth")
 
@@ -278,12 +284,12 @@ def print_table(title: str, rows: list[Row]) -> None:
     print(f"\n{title}")
     print(
         f"  {'set':28s} {'tol':>6s} {'ladder':>9s} {'≤tol':>6s} {'max err/tol':>11s} "
-        f"{'max gap/tol':>11s} {'cost':>7s} {'contract':>8s}"
+        f"{'max gap/tol':>11s} {'cost':>7s} {'contract':>8s} {'flagged':>7s} {'wrong':>5s}"
     )
-    for name, tol, ladder, within, worst, gap, cost, ok, _ in rows:
+    for name, tol, ladder, within, worst, gap, cost, ok, flagged, wrong in rows:
         print(
             f"  {name:28s} {tol:6.0e} {ladder:>9s} {within:6.1%} {worst:11.2f} {gap:11.2f} "
-            f"{cost:7.1f} {'holds' if ok else 'FAILS':>8s}"
+            f"{cost:7.1f} {'holds' if ok else 'FAILS':>8s} {flagged:7d} {wrong:5d}"
         )
 
 
@@ -308,6 +314,10 @@ def main() -> None:
     print_table("out of sample (never used to choose a constant)", outside)
     held = sum(r[7] for r in outside)
     print(f"\nout of sample: contract holds on {held} of {len(outside)} (set, tolerance) pairs")
+    print(
+        f"flagged (converged=False, warned): {sum(r[8] for r in outside)}; wrong certificates "
+        f"(converged, yet error > 2 tol or gap > tol): {sum(r[9] for r in outside)}"
+    )
     print(f"done in {time.perf_counter() - started:.0f} s")
 
 
