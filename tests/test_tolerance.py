@@ -7,20 +7,37 @@ import torch
 from torch import nn
 
 import integrad
-from integrad.tolerance import is_smooth
+from integrad._patterson import PATTERSON
+from integrad.tolerance import is_smooth, ladder_of
+
+
+class Shift(nn.Module):
+    """``u − offsets`` as a layer exact mode does not know: with it, ReLU ridges take the
+    piecewise ladder (without it, tolerance mode integrates them exactly)."""
+
+    def __init__(self, offsets: torch.Tensor) -> None:
+        super().__init__()
+        self.offsets = offsets
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return u.unsqueeze(1) - self.offsets
 
 
 class Ridge(nn.Module):
     """f(x) = Σ_k c_k g(w·x − b_k): IG has the closed form (x − x') w (f(x) − f(x')) / (w·Δ)."""
 
-    def __init__(self, w: torch.Tensor, offsets: torch.Tensor, act: nn.Module) -> None:
+    def __init__(
+        self, w: torch.Tensor, offsets: torch.Tensor, act: nn.Module, ladder: bool = True
+    ) -> None:
         super().__init__()
         self.w, self.offsets, self.act = w, offsets, act
-        self.c = torch.linspace(1.0, 2.0, len(offsets), dtype=w.dtype, device=w.device)
+        self.shift = Shift(offsets) if ladder else None
+        self.c = torch.linspace(1.0, 2.0, len(offsets), dtype=w.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x @ self.w
-        return (self.act(u.unsqueeze(1) - self.offsets) * self.c).sum(1, keepdim=True)
+        z = self.shift(u) if self.shift is not None else u.unsqueeze(1) - self.offsets
+        return (self.act(z) * self.c).sum(1, keepdim=True)
 
 
 def ridge_ig(model: Ridge, x: torch.Tensor) -> torch.Tensor:
@@ -33,10 +50,12 @@ def rel_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)
 
 
-def ridge(act: nn.Module, features: int = 12, kinks: int = 9, seed: int = 0) -> Ridge:
+def ridge(
+    act: nn.Module, features: int = 12, kinks: int = 9, seed: int = 0, ladder: bool = True
+) -> Ridge:
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(features, generator=g, dtype=torch.float64)
-    return Ridge(w, torch.linspace(-2.0, 2.0, kinks, dtype=torch.float64), act)
+    return Ridge(w, torch.linspace(-2.0, 2.0, kinks, dtype=torch.float64), act, ladder)
 
 
 def inputs(features: int = 12, batch: int = 16, seed: int = 1) -> torch.Tensor:
@@ -45,12 +64,9 @@ def inputs(features: int = 12, batch: int = 16, seed: int = 1) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("tol", [1e-2, 3e-3])
-def test_piecewise_model_meets_tolerance_against_closed_form(
-    tol: float, device: torch.device
-) -> None:
-    on_cpu = ridge(nn.ReLU())
-    model = Ridge(on_cpu.w.to(device), on_cpu.offsets.to(device), nn.ReLU())
-    x = inputs().to(device)
+def test_piecewise_model_meets_tolerance_against_closed_form(tol: float) -> None:
+    model = ridge(nn.ReLU())
+    x = inputs()
     exp = integrad.explain(model, x, target=0, tolerance=tol)
     assert exp.method == "tolerance:piecewise"
     assert bool(exp.converged.all())
@@ -59,12 +75,9 @@ def test_piecewise_model_meets_tolerance_against_closed_form(
 
 
 @pytest.mark.parametrize(("tol", "budget"), [(1e-4, 50), (1e-8, 200)])
-def test_smooth_model_meets_tolerance_with_few_evaluations(
-    tol: float, budget: int, device: torch.device
-) -> None:
-    on_cpu = ridge(nn.Tanh())
-    model = Ridge(on_cpu.w.to(device), on_cpu.offsets.to(device), nn.Tanh())
-    x = inputs().to(device)
+def test_smooth_model_meets_tolerance_with_few_evaluations(tol: float, budget: int) -> None:
+    model = ridge(nn.Tanh())
+    x = inputs()
     exp = integrad.explain(model, x, target=0, tolerance=tol)
     assert exp.method == "tolerance:smooth"
     assert bool(exp.converged.all())
@@ -73,13 +86,29 @@ def test_smooth_model_meets_tolerance_with_few_evaluations(
     assert float(exp.n_evals.double().mean()) < budget
 
 
+def test_piecewise_linear_model_with_few_regions_is_integrated_exactly() -> None:
+    model = ridge(nn.ReLU(), ladder=False)
+    x = inputs()
+    exp = integrad.explain(model, x, target=0, tolerance=1e-3)
+    assert exp.method == "tolerance:exact"
+    assert bool(exp.converged.all()) and (exp.error_estimate == 0).all()
+    torch.testing.assert_close(exp.attributions, ridge_ig(model, x), rtol=1e-12, atol=1e-12)
+    assert (exp.n_evals <= 10).all()  # one per region: at most 9 kinks crossed
+    # Many regions: more than the ladder would spend at 1e-2, so the ladder it is.
+    many = ridge(nn.ReLU(), kinks=400, ladder=False)
+    assert integrad.explain(many, x, target=0, tolerance=1e-2).method == "tolerance:piecewise"
+
+
 def test_error_estimate_bounds_the_true_error_on_relu_mlp() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)
-    ).double()
+        nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2),
+        Shift(torch.zeros(1, dtype=torch.float64)),  # exact mode does not know it: the ladder
+        nn.Flatten(),
+    ).double()  # fmt: skip
     x = torch.randn(24, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     exp = integrad.explain(model, x, target=1, tolerance=0.01)
+    assert exp.method == "tolerance:piecewise"
     dense = integrad.explain(model, x, target=1, n_steps=4096).attributions
     err = rel_error(exp.attributions, dense)
     assert bool(exp.converged.all())
@@ -142,17 +171,103 @@ def test_attribute_takes_the_same_keywords() -> None:
     torch.testing.assert_close(delta, exp.delta)
 
 
-def test_smoothness_is_read_from_modules() -> None:
-    assert is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU()))
-    assert not is_smooth(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.ReLU()))
-    assert not is_smooth(nn.Linear(2, 2))  # its forward could call F.relu: the safe ladder
-    assert not is_smooth(lambda x: x.sum(1))
+def test_ladder_is_read_from_modules() -> None:
+    assert ladder_of(nn.Sequential(nn.Linear(2, 2), nn.GELU())) == "smooth"
+    assert ladder_of(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.ReLU())) == "piecewise"
+    assert ladder_of(nn.LSTM(2, 3)) == "smooth"
+    assert ladder_of(nn.RNN(2, 3, nonlinearity="relu")) == "piecewise"
+    # Nothing visible: forward could call F.relu or torch.tanh; the smooth ladder's
+    # estimate is the conservative one for both.
+    assert ladder_of(nn.Linear(2, 2)) == "unknown"
+    assert ladder_of(lambda x: x.sum(1)) == "unknown"
+    assert is_smooth(nn.Linear(2, 2)) and not is_smooth(nn.ReLU())
     # Every module exact mode refuses as smooth picks the smooth ladder here, and back.
     for smooth in (nn.Softsign(), nn.Softmin(dim=1), nn.GroupNorm(1, 2)):
         model = nn.Sequential(nn.Linear(2, 2), smooth)
-        assert is_smooth(model)
+        assert ladder_of(model) == "smooth"
         with pytest.raises(ValueError, match="is smooth, not piecewise-linear"):
             integrad.explain(model, torch.ones(1, 2), target=0, method="exact")
+
+
+class Hidden(nn.Module):
+    """A custom block whose nonlinearity is a function call the module lists cannot see."""
+
+    def __init__(self, squash: object, seed: int = 4) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.a = nn.Linear(12, 32).double()
+        self.b = nn.Linear(32, 1).double()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        self.squash = squash
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.squash(self.a(x)))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("squash", [torch.relu, torch.tanh], ids=["relu", "tanh"])
+def test_unknown_modules_get_a_certificate_that_holds_kinked_or_smooth(squash: object) -> None:
+    # Held out: no constant of tolerance mode was chosen on these models.
+    model = Hidden(squash)
+    x = inputs(batch=20, seed=7)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-2)
+    assert exp.method == "tolerance:unknown"
+    # Gauss–Legendre's error: O(1/n) through kinks (~1e-4 here), exponential for tanh.
+    n = 4096 if squash is torch.relu else 256
+    dense = integrad.explain(model, x, target=0, n_steps=n).attributions
+    err = rel_error(exp.attributions, dense)
+    assert bool(exp.converged.all())
+    assert float((err <= 1e-2).double().mean()) >= 0.95
+    assert (err <= 2e-2).all()
+    assert (exp.relative_delta <= 1e-2).all()
+
+
+def test_hidden_kinks_leave_the_smooth_ladder_after_the_probe() -> None:
+    # O(1/n) differences at the probe: the examples go on along the piecewise ladder,
+    # whose rungs are not Patterson sizes.
+    model = Hidden(torch.relu)
+    exp = integrad.explain(model, inputs(batch=8, seed=7), target=0, tolerance=3e-3)
+    assert exp.method == "tolerance:unknown"
+    assert bool(exp.converged.all())
+    assert not set(exp.extras["points"].tolist()) & {1, 3, 7, 15, 31, 63, 127, 255}
+    # Every evaluation counted: the probe's 15 nodes and the piecewise rung's points.
+    assert (exp.n_evals == exp.extras["points"] + 15).all()
+
+
+def test_smooth_ladder_is_nested_and_reuses_every_evaluation() -> None:
+    model = ridge(nn.Tanh())
+    x = inputs(batch=6)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-12)
+    # Rungs of 1, 3, 7, 15, … nodes, each containing the last: the final rung's node count
+    # is every gradient evaluation the example cost.
+    assert exp.method == "tolerance:smooth"
+    assert exp.n_evals.tolist() == exp.extras["points"].tolist()
+    assert set(exp.extras["points"].tolist()) <= {3, 7, 15, 31, 63, 127, 255}
+    assert (rel_error(exp.attributions, ridge_ig(model, x)) <= 1e-12).all()
+
+
+@pytest.mark.parametrize("m", sorted(PATTERSON))
+def test_patterson_rules_are_nested_and_exact_to_their_degree(m: int) -> None:
+    half, weights = PATTERSON[m]
+    x = torch.tensor(half, dtype=torch.float64)
+    w = torch.tensor(weights, dtype=torch.float64)
+    nodes = torch.cat([-x[1:].flip(0), x])
+    full_w = torch.cat([w[1:].flip(0), w])
+    assert float(full_w.sum()) == pytest.approx(2.0, abs=1e-14)
+    assert (full_w > 0).all()
+    smaller = [k for k in PATTERSON if k < m]
+    if smaller:
+        assert torch.isin(torch.tensor(PATTERSON[max(smaller)][0], dtype=torch.float64), x).all()
+    # Legendre moments: ∫ P_k = 0 for 0 < k ≤ degree (the recurrence is stable on [-1, 1]).
+    degree = (3 * m + 1) // 2
+    previous, current = torch.ones_like(nodes), nodes.clone()
+    worst = 0.0
+    for k in range(1, degree + 1):
+        if k > 1:
+            previous, current = current, ((2 * k - 1) * nodes * current - (k - 1) * previous) / k
+        worst = max(worst, abs(float((full_w * current).sum())))
+    assert worst < 1e-13
 
 
 @pytest.mark.parametrize(

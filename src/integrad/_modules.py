@@ -40,4 +40,14 @@ def owner(forward_func: Any) -> nn.Module | None:
 
 
 def is_smooth_module(m: nn.Module) -> bool:
+    """A smooth nonlinearity; recurrent layers count when their activations are tanh/sigmoid."""
+    if isinstance(m, nn.RNNBase):
+        return getattr(m, "nonlinearity", "tanh") != "relu"
     return isinstance(m, SMOOTH) or type(m).__name__ in SMOOTH_NAMES
+
+
+def is_kinked_module(m: nn.Module) -> bool:
+    """A module whose derivative jumps (also ``nn.RNN(nonlinearity="relu")``)."""
+    if isinstance(m, nn.RNNBase):
+        return getattr(m, "nonlinearity", "tanh") == "relu"
+    return isinstance(m, KINKED)

@@ -13,12 +13,17 @@ each window is the largest). Activation regions are convex, so a segment whose e
 in one closed region is linear. Otherwise the first module, in execution order, whose
 pattern differs has an affine input on the segment (every module before it agrees), so
 its switching points follow exactly from the two ends' values: the segment is split
-there and the parts examined again, every segment of every example in one batch.
+there and the parts examined again, every segment of every example in one batch. The
+parts agree on that module (for a ReLU-like one; a max-pooling window may change hands
+more than once) and on all before it, so only later modules are compared again; cut at
+the last module's switching points, they need no forward pass at all (the model is
+affine after it).
 
 Cost per example, with R regions crossed: R forward+backward evaluations (``n_evals``)
-and about R + 1 forward-only ones (both ends and the switching points,
-``Explanation.n_forward``). Every segment is checked: F(e) − F(s) must equal the midpoint
-gradient times (e − s)(x − x'), and F at the midpoint the mean of F at the ends, to
+and at most about R + 1 forward-only ones (both ends and the switching points of every
+module but the last, ``Explanation.n_forward``). Every segment is checked: its affine
+model, F at the midpoint ± the midpoint gradient times (e − s)(x − x')/2, must give F at
+each end where F was evaluated, and agree with the next segment's at their shared end, to
 ~1e-12 of the output's scale in float64; a nonlinearity the hooks cannot see
 (``torch.sigmoid`` or ``F.relu`` called in ``forward``) is refused, not integrated
 wrongly. Results are exact up to rounding in the inputs' dtype: use a float64 model and
@@ -131,8 +136,11 @@ class _Kinks:
 
     def record(self, z: torch.Tensor) -> _Data:
         """``(inputs, sides)``: -1 / +1 clearly below / above a kink, 0 on it (tolerance)."""
-        tol = _tolerance(z.abs().amax(1).clamp_min(max(abs(v) for v in self.at))).unsqueeze(-1)
+        tol = _tolerance(z.abs().amax(1).clamp_min(max(abs(v) for v in self.at)))
+        if self.at == (0.0,):  # ReLU, LeakyReLU, PReLU: no copy of z shifted by 0
+            return z, (z > tol).to(torch.int8) - (z < -tol).to(torch.int8)
         d = z.unsqueeze(-1) - torch.tensor(self.at, dtype=z.dtype, device=z.device)
+        tol = tol.unsqueeze(-1)
         sides = (d > tol).to(torch.int8) - (d < -tol).to(torch.int8)
         return z, sides.flatten(1)
 
@@ -141,12 +149,18 @@ class _Kinks:
         # segment lies in one closed piece of every element.
         return (data[1][ps] * data[1][pe] < 0).any(1)
 
-    def crossings(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+    def crossings(
+        self, data: _Data, ps: torch.Tensor, pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(segment, t)`` for every kink crossed: where on the segment, as a fraction."""
         z, sides = data
-        at = torch.tensor(self.at, dtype=torch.float64, device=z.device)
-        ds, de = z[ps].double().unsqueeze(-1) - at, z[pe].double().unsqueeze(-1) - at
-        t = (ds / (ds - de)).flatten(1)
-        return torch.where(sides[ps] * sides[pe] < 0, t, torch.nan)
+        ps, pe = ps.to(z.device), pe.to(z.device)
+        i, q = (sides[ps] * sides[pe] < 0).nonzero(as_tuple=True)
+        k = len(self.at)
+        at = torch.tensor(self.at, dtype=torch.float64, device=z.device)[q % k]
+        ds = z[ps[i], q // k].double() - at
+        de = z[pe[i], q // k].double() - at
+        return i, ds / (ds - de)
 
 
 @dataclass(frozen=True)
@@ -167,14 +181,18 @@ class _Windows:
     def _unshared(data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
         return ~(data[1][ps] & data[1][pe]).any(-1)
 
-    def crossings(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
-        # Where the end's maximiser j overtakes the start's maximiser i.
+    def crossings(
+        self, data: _Data, ps: torch.Tensor, pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(segment, t)`` where each end's maximiser j overtakes the start's maximiser i."""
         w, _, argmax = data
-        i, j = argmax[ps].unsqueeze(-1), argmax[pe].unsqueeze(-1)
-        ws, we = w[ps].double(), w[pe].double()
+        ps, pe = ps.to(w.device), pe.to(w.device)
+        seg, window = self._unshared(data, ps, pe).nonzero(as_tuple=True)
+        i, j = argmax[ps[seg], window].unsqueeze(-1), argmax[pe[seg], window].unsqueeze(-1)
+        ws, we = w[ps[seg], window].double(), w[pe[seg], window].double()
         gap_s = (ws.gather(-1, i) - ws.gather(-1, j)).squeeze(-1)
         gap_e = (we.gather(-1, i) - we.gather(-1, j)).squeeze(-1)
-        return torch.where(self._unshared(data, ps, pe), gap_s / (gap_s - gap_e), torch.nan)
+        return seg, gap_s / (gap_s - gap_e)
 
 
 def _pool_windows(pool: nn.Module, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -266,7 +284,11 @@ class _Recorder:
 
 @dataclass(frozen=True)
 class _Segments:
-    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there."""
+    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there.
+
+    An end that was never evaluated (a switching point of the last recorded call, see
+    :func:`_regions`) has point id -1 and F = NaN.
+    """
 
     row: torch.Tensor
     s: torch.Tensor
@@ -275,6 +297,8 @@ class _Segments:
     pe: torch.Tensor
     fs: torch.Tensor
     fe: torch.Tensor
+    known: torch.Tensor
+    """Leading module calls whose pattern is known to agree on the whole segment."""
 
     def take(self, index: torch.Tensor) -> _Segments:
         return _Segments(*(t[index] for t in self.__dict__.values()))
@@ -291,34 +315,44 @@ _Store = list[_Data]
 
 
 def exact(
-    engine: Engine,
-) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor]:
+    engine: Engine, max_regions: int | None = None
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """``(∫₀¹ ∂F/∂x dα, F(x), F(x'), regions)`` per example, exactly, evaluated on ``engine``.
 
-    ``forward_func`` must have passed :func:`check_model`.
+    ``forward_func`` must have passed :func:`check_model`. With ``max_regions``, None as
+    soon as some example is seen to cross more regions (before any gradient is taken).
     """
     with call_scope():  # the recorder ignores other threads' forward passes
         recorder = _Recorder(model_of(engine.problem.forward_func))
         try:
-            done, output, baseline_output = _regions(engine, recorder)
+            found = _regions(engine, recorder, max_regions)
         finally:
             recorder.remove()
+    if found is None:
+        return None
+    done, output, baseline_output = found
     grads, regions = _integrate(engine, done)
     return grads, output, baseline_output, regions
 
 
-def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tensor, torch.Tensor]:
-    """Split every example's path until each segment lies in one activation region."""
+def _regions(
+    engine: Engine, recorder: _Recorder, max_regions: int | None = None
+) -> tuple[_Segments, torch.Tensor, torch.Tensor] | None:
+    """Split every example's path until each segment lies in one activation region.
+
+    A segment cut at every switching point of its first differing call agrees on that
+    call and every one before it between the cuts, so only the later calls are compared
+    again; after the last recorded call the model is affine, so a segment whose first
+    difference is there is final once cut, without a forward pass at the cuts.
+    """
     batch = engine.problem.batch
     min_len = 64 * torch.finfo(engine.problem.inputs[0].dtype).eps
-    # Segment bookkeeping lives on the inputs' device, with the recorded activations.
-    dev = engine.problem.inputs[0].device
-    rows = torch.arange(batch, device=dev)
-    zero = torch.zeros(batch, dtype=torch.float64, device=dev)
-    one = torch.ones(batch, dtype=torch.float64, device=dev)
+    rows = torch.arange(batch)
+    zero, one = torch.zeros(batch, dtype=torch.float64), torch.ones(batch, dtype=torch.float64)
     store, values = _evaluate(engine, recorder, rows.repeat(2), torch.cat([zero, one]))
     f0, f1 = values[:batch], values[batch:]
-    seg = _Segments(rows, zero, one, rows, rows + batch, f0, f1)
+    seg = _Segments(rows, zero, one, rows, rows + batch, f0, f1, torch.zeros_like(rows))
+    last = len(recorder.calls) - 1
     done = []
     for _ in range(_MAX_ROUNDS):
         first = _first_difference(recorder, store, seg)
@@ -328,9 +362,27 @@ def _regions(engine: Engine, recorder: _Recorder) -> tuple[_Segments, torch.Tens
         if seg.row.numel() == 0:
             x = engine.problem.inputs[0]
             return _Segments.cat(done), f1.to(x), f0.to(x)
-        which, alpha = _switches(recorder, store, seg, first)
+        which, alpha, halved = _switches(recorder, store, seg, first)
+        if max_regions is not None:
+            rows_seen = torch.cat([*(d.row for d in done), seg.row, seg.row[which]])
+            if int(torch.bincount(rows_seen).max()) > max_regions:
+                return None
+        # A ReLU-like call's input is affine on the segment: every crossing is found. A
+        # max-pooling window may change hands more than once: it is compared again.
+        whole = torch.tensor([isinstance(kind, _Kinks) for _, kind in recorder.calls])
+        known = torch.where(halved | ~whole[first], first, first + 1)
+        blind = (first == last) & (known > first)
+        cut = blind[which]
+        nowhere, unknown = -torch.ones_like(which[cut]), torch.full_like(alpha[cut], torch.nan)
+        done.append(_parts(seg, which[cut], alpha[cut], nowhere, unknown, known))
+        if bool(blind.all()):
+            seg = seg.take(~blind)
+            continue
+        renumber = torch.cumsum(~blind, 0) - 1
+        seg, known = seg.take(~blind), known[~blind]
+        which, alpha = renumber[which[~cut]], alpha[~cut]
         new, new_values = _evaluate(engine, recorder, seg.row[which], alpha)
-        seg, store = _split(seg, store, which, alpha, new, new_values)
+        seg, store = _split(seg, store, which, alpha, new, new_values, known)
     raise ValueError(
         f"method='exact' did not separate the activation regions in {_MAX_ROUNDS} rounds; "
         "the model is probably not piecewise-linear in its inputs"
@@ -344,7 +396,7 @@ def _evaluate(
     chunks, values = [], []
     for r, value in engine.forward_chunks(rows, alphas, before=recorder.begin):
         chunks.append(recorder.take(int(r.numel())))
-        values.append(value.double())
+        values.append(value.double().cpu())  # bookkeeping stays on the CPU
     store = [
         tuple(_cat(parts) for parts in zip(*(c[i] for c in chunks), strict=True))
         for i in range(len(recorder.calls))
@@ -366,19 +418,22 @@ def _cat(parts: Any, rows: list[torch.Tensor] | None = None) -> torch.Tensor:
 
 def _first_difference(recorder: _Recorder, store: _Store, seg: _Segments) -> torch.Tensor:
     """Per segment, the first module call whose pattern differs between its ends (or -1)."""
-    first = torch.full((int(seg.row.numel()),), -1, device=seg.row.device)
-    open_ = torch.arange(int(seg.row.numel()), device=seg.row.device)
+    first = torch.full((int(seg.row.numel()),), -1)
+    open_ = torch.arange(int(seg.row.numel()))
     for c, (_, kind) in enumerate(recorder.calls):
-        differs = kind.incompatible(store[c], seg.ps[open_], seg.pe[open_]).to(first.device)
-        first[open_[differs]] = c
-        open_ = open_[~differs]
+        check = open_[seg.known[open_] <= c]
+        if check.numel():
+            differs = kind.incompatible(store[c], seg.ps[check], seg.pe[check]).cpu()
+            first[check[differs]] = c
+            open_ = open_[first[open_] < 0]
     return first
 
 
 def _switches(
     recorder: _Recorder, store: _Store, seg: _Segments, first: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Switching points ``(segment index, alpha)`` of each segment's first differing call.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Switching points ``(segment index, alpha)`` of each segment's first differing call,
+    and per segment whether it was halved instead (no switching point found inside).
 
     Everything before that call agrees at both ends and regions are convex, so the
     call's input is affine on the segment: its kinks are crossed where linear
@@ -387,16 +442,15 @@ def _switches(
     found, ts = [], []
     for c in first.unique().tolist():
         sel = (first == c).nonzero().squeeze(1)
-        t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
-        i, q = (~t.isnan()).nonzero(as_tuple=True)
-        found.append(sel[i.to(sel.device)])
-        ts.append(t[i, q].to(seg.s.device))
+        i, t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
+        found.append(sel[i.cpu()])
+        ts.append(t.cpu())
     which, t = torch.cat(found), torch.cat(ts)
     alpha = seg.s[which] + t * (seg.e - seg.s)[which]
     inside = (alpha > seg.s[which]) & (alpha < seg.e[which])
     which, alpha = which[inside], alpha[inside]
     # Never expected, but a segment must always shrink: halve one without a crossing.
-    lost = torch.ones(int(seg.row.numel()), dtype=torch.bool, device=seg.row.device)
+    lost = torch.ones(int(seg.row.numel()), dtype=torch.bool)
     lost[which] = False
     lost_idx = lost.nonzero().squeeze(1)
     which = torch.cat([which, lost_idx])
@@ -408,7 +462,33 @@ def _switches(
     # Neurons switching at the same point need one evaluation.
     keep = torch.ones_like(which, dtype=torch.bool)
     keep[1:] = (which[1:] != which[:-1]) | (alpha[1:] > alpha[:-1])
-    return which[keep], alpha[keep]
+    return which[keep], alpha[keep], lost
+
+
+def _parts(
+    seg: _Segments,
+    which: torch.Tensor,
+    alpha: torch.Tensor,
+    ids: torch.Tensor,
+    values: torch.Tensor,
+    known: torch.Tensor,
+) -> _Segments:
+    """Segments ``which`` cut at ``alpha`` (sorted by segment, then alpha), whose new
+    points have ids ``ids`` and F ``values``; each part knows ``known[segment]`` calls."""
+    head = torch.ones_like(which, dtype=torch.bool)
+    head[1:] = which[1:] != which[:-1]
+    tail = torch.ones_like(head)
+    tail[:-1] = head[1:]
+    # One part ends at each new point; it starts at the previous one or the segment's start.
+    s = torch.where(head, seg.s[which], alpha.roll(1))
+    ps = torch.where(head, seg.ps[which], ids.roll(1))
+    fs = torch.where(head, seg.fs[which], values.roll(1))
+    parts = _Segments(seg.row[which], s, alpha, ps, ids, fs, values, known[which])
+    w = which[tail]
+    rest = _Segments(
+        seg.row[w], alpha[tail], seg.e[w], ids[tail], seg.pe[w], values[tail], seg.fe[w], known[w]
+    )
+    return _Segments.cat([parts, rest])
 
 
 def _split(
@@ -418,24 +498,11 @@ def _split(
     alpha: torch.Tensor,
     new: _Store,
     values: torch.Tensor,
+    known: torch.Tensor,
 ) -> tuple[_Segments, _Store]:
     """Cut the segments at the new points; keep only the points that still bound one."""
     n_old = int(store[0][0].shape[0]) if store else int(torch.cat([seg.ps, seg.pe]).max()) + 1
-    ids = n_old + torch.arange(int(which.numel()), device=which.device)
-    head = torch.ones_like(which, dtype=torch.bool)
-    head[1:] = which[1:] != which[:-1]
-    tail = torch.ones_like(head)
-    tail[:-1] = head[1:]
-    # One part ends at each new point; it starts at the previous one or the segment's start.
-    s = torch.where(head, seg.s[which], alpha.roll(1))
-    ps = torch.where(head, seg.ps[which], ids.roll(1))
-    fs = torch.where(head, seg.fs[which], values.roll(1))
-    parts = _Segments(seg.row[which], s, alpha, ps, ids, fs, values)
-    w = which[tail]
-    last = _Segments(
-        seg.row[w], alpha[tail], seg.e[w], ids[tail], seg.pe[w], values[tail], seg.fe[w]
-    )
-    out = _Segments.cat([parts, last])
+    out = _parts(seg, which, alpha, n_old + torch.arange(int(which.numel())), values, known)
     kept = torch.cat([out.ps, out.pe]).unique()
     old, fresh = kept[kept < n_old], kept[kept >= n_old] - n_old
     merged = [
@@ -443,7 +510,7 @@ def _split(
         for data, more in zip(store, new, strict=True)
     ]
     remap = torch.searchsorted(kept, torch.stack([out.ps, out.pe]))
-    return _Segments(out.row, out.s, out.e, remap[0], remap[1], out.fs, out.fe), merged
+    return _Segments(out.row, out.s, out.e, remap[0], remap[1], out.fs, out.fe, out.known), merged
 
 
 class _Slopes:
@@ -461,7 +528,7 @@ class _Slopes:
             (g * d.index_select(0, r.to(d.device))).flatten(1).sum(1).double()
             for g, d in zip(grads, self.diffs, strict=True)
         )
-        self.parts.append(torch.as_tensor(slope))
+        self.parts.append(torch.as_tensor(slope).cpu())
         return grads
 
 
@@ -472,15 +539,23 @@ def _integrate(engine: Engine, seg: _Segments) -> tuple[tuple[torch.Tensor, ...]
     slopes = _Slopes(diffs, seg.row)
     length = seg.e - seg.s
     result = engine.gradients(seg.row, (seg.s + seg.e) / 2, length, transform=slopes)
-    slope, f_mid = torch.cat(slopes.parts), result.outputs.double()
+    slope, f_mid = torch.cat(slopes.parts), result.outputs.double().cpu()
+    # Each segment's affine model, F(mid) ± slope × length / 2, must give F where it was
+    # evaluated and agree with the next segment's at their shared end (F is continuous).
+    order = torch.argsort(seg.s, stable=True)
+    order = order[torch.argsort(seg.row[order], stable=True)]
+    half = slope * length / 2
+    at_s, at_e = f_mid - half, f_mid + half
+    off = torch.maximum((at_s - seg.fs).abs().nan_to_num(0), (at_e - seg.fe).abs().nan_to_num(0))
+    s_sorted, e_sorted = at_s[order], at_e[order]
+    same = seg.row[order][1:] == seg.row[order][:-1]
+    joint = torch.where(same, (e_sorted[:-1] - s_sorted[1:]).abs(), 0.0)
+    off[order[:-1]] = torch.maximum(off[order[:-1]], joint)
     # Tolerance: ulps of the largest |F| and |dF/dα| seen on the example's path.
-    size = torch.stack([seg.fs.abs(), seg.fe.abs(), f_mid.abs(), slope.abs()]).amax(0)
-    scale = torch.zeros(problem.batch, dtype=torch.float64, device=seg.row.device)
-    scale = scale.scatter_reduce(0, seg.row, size, "amax")
+    ends = torch.stack([seg.fs.abs(), seg.fe.abs()]).nan_to_num(0)
+    size = torch.cat([ends, torch.stack([f_mid.abs(), slope.abs()])]).amax(0)
+    scale = torch.zeros(problem.batch, dtype=torch.float64).scatter_reduce(0, seg.row, size, "amax")
     tol = _CHECK_TOL * torch.finfo(problem.inputs[0].dtype).eps * scale[seg.row]
-    off = torch.maximum(
-        (seg.fe - seg.fs - slope * length).abs(), (f_mid - (seg.fs + seg.fe) / 2).abs()
-    )
     bad = (off > tol).nonzero().squeeze(1)
     if bad.numel():
         i = int(bad[0])

@@ -175,7 +175,9 @@ class _Run:
             self._ends = (self.tolerated.output, self.tolerated.baseline_output)
         elif method == "exact":
             # Exact up to rounding: n_steps is replaced by the regions crossed.
-            self.grads, output, baseline_output, regions = exact(self.engine)
+            found = exact(self.engine)
+            assert found is not None  # no region cap: always an answer
+            self.grads, output, baseline_output, regions = found
             self._ends = (output, baseline_output)
             self.n_steps = int(regions.max())
             self.extras["regions"] = regions

@@ -14,26 +14,41 @@ examples of a batch go through the engine together, rung after rung, within its
 memory budget. An example still failing at ``max_steps`` evaluations is returned with
 ``converged = False`` and a warning, never as if it had converged.
 
-Two ladders, chosen from the model's modules:
+Two ladders, tried in the order the model's modules suggest:
 
-``piecewise`` (any ReLU-like or max-pooling module, or a model that cannot be
-inspected): the integrand is piecewise constant along the path and every rule
-converges only as O(1/n). The rule is the trapezoid rule in ``t`` after the
-substitution ``α = t²(3 − 2t)``, which clusters nodes near both ends (where the
-gradient of a network changes fastest, as Gauss–Legendre's nodes do) and gives the
-end nodes weight 0, so the rung with ``m`` cells costs ``m − 1`` evaluations. Rungs
-double ``m`` (6, 12, 24, …) and reuse every evaluation of the rung before. The error
-estimate of rung ``m`` is ``κ·‖A_m − A_{m/2}‖`` with ``κ = 0.7``: with O(1/n)
-convergence and weakly correlated errors the true error is about ``1/√5 ≈ 0.45`` to
-``1`` times the difference; 0.7 is the value measured on a trained digits CNN to be
-exceeded by fewer than 5% of examples (``bench/tolerance.py``).
+``piecewise`` (any ReLU-like or max-pooling module): the integrand is piecewise
+constant along the path and every rule converges only as O(1/n). The rule is the
+trapezoid rule in ``t`` after the substitution ``α = t²(3 − 2t)``, which clusters nodes
+near both ends (where the gradient of a network changes fastest, as Gauss–Legendre's
+nodes do) and gives the end nodes weight 0, so the rung with ``m`` cells costs ``m − 1``
+evaluations. Rungs double ``m`` (6, 12, 24, …) and reuse every evaluation of the rung
+before. The error
+estimate of rung ``m`` is ``κ · max(d_m, d_{m/2}/2)`` with ``d_m = ‖A_m − A_{m/2}‖``
+(relative) and ``κ = 0.7``: with O(1/n) convergence and weakly correlated errors the true
+error is about ``1/√5 ≈ 0.45`` to ``1`` times the difference; 0.7 is the value measured
+on a trained digits CNN to be exceeded by fewer than 5% of examples. A jump's error
+changes sign at random as the cells halve, so one difference can be small by chance
+(seen out of sample: an estimate 3.5× below the error); the previous difference, halved
+as O(1/n) predicts, is a floor under it (``bench/certificate.py``).
 
-``smooth`` (a module with only smooth nonlinearities: GELU, tanh, sigmoid, softmax …):
-Gauss–Legendre converges exponentially, so the rungs are Gauss–Legendre rules of
-4, 8, 16, … nodes (not nested: each rung costs its nodes again) and the error of
-rung ``n`` is estimated from the relative difference ``d`` to rung ``n/2`` as
-``min(d, (200 d)^{1.5})``, QUADPACK's rule for rules that converge this fast (``d``
-itself is about the error of the coarser rung).
+``smooth`` (no ReLU-like or max-pooling module; also models that cannot be inspected,
+labelled ``unknown``): the rungs are the nested Gauss–Kronrod–Patterson rules of 1, 3, 7,
+15, …, 255 nodes (``integrad._patterson``). Each rung adds new nodes to the previous
+rung's, so no evaluation is discarded: rung ``m`` costs ``m`` evaluations in all, and
+integrates polynomials of degree ``(3m + 1)/2`` exactly (Gauss–Legendre: ``2m − 1``). The
+error of a rung is estimated from its relative difference ``d`` to the rung before and
+the ratio ``r`` of ``d`` to the difference before it, as ``d · min(1, SMOOTH_SAFETY · r)²``:
+where the integrand is analytic the error falls geometrically in the degree, which doubles
+from rung to rung, so the new rung's error is about ``d · r²`` (``SMOOTH_SAFETY = 4``
+leaves a margin of 16); where convergence is slow (``r`` ≥ ¼) the estimate is ``d`` itself.
+A model whose modules show neither a kink nor a smooth nonlinearity (``unknown``: ``F.relu``
+or ``torch.tanh`` in ``forward``, a module type integrad does not know) is probed: up to
+``PROBE_POINTS`` nodes the estimate is ``d`` itself, as safe as the piecewise one; then the
+examples whose differences still shrink no faster than O(1/n) (``r > KINKED_RATIO``) go on
+along the piecewise ladder, the others along the smooth one. So the modules only decide
+which ladder is tried first, and no model is certified by a rule that assumes the wrong
+kind of integrand. The smooth ladder ends at 255 nodes: an example still short of the
+tolerance there is flagged, not certified.
 """
 
 from __future__ import annotations
@@ -47,8 +62,11 @@ import torch
 from ._checks import user_stacklevel
 from ._engine import Engine
 from ._inputs import check_positive_int, flat_rows
-from ._modules import KINKED, is_smooth_module, owner
-from .quadrature import METHODS, rule
+from ._memory import Accumulator
+from ._modules import is_kinked_module, is_smooth_module, owner
+from ._patterson import PATTERSON
+from .exact import check_model, exact
+from .quadrature import METHODS
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -57,6 +75,7 @@ __all__ = [
     "check_tolerance",
     "integrate_to_tolerance",
     "is_smooth",
+    "ladder_of",
 ]
 
 DEFAULT_MAX_STEPS = 1024
@@ -65,27 +84,49 @@ DEFAULT_MAX_STEPS = 1024
 KAPPA = 0.7
 """Error of a piecewise rung as a fraction of its difference to the rung before."""
 
+HISTORY = 0.5
+"""Piecewise ladder: the previous difference, times this, is a floor under the estimate."""
+
 FIRST_CELLS = 6
 """Cells of the first piecewise rung (5 evaluations); rungs double it."""
 
-FIRST_NODES = 4
-"""Nodes of the first smooth (Gauss–Legendre) rung; rungs double it."""
+SMOOTH_SAFETY = 4.0
+"""Factor on the convergence ratio in the smooth ladder's estimate ``d · min(1, c · r)²``."""
 
 
-def is_smooth(forward_func: object) -> bool:
-    """True if ``forward_func`` is a module whose nonlinearities are all smooth.
+EXACT_MIN_REGIONS = 100
+EXACT_REGIONS_TIMES_TOLERANCE = 0.5
+"""Piecewise-linear models are integrated exactly when no example crosses more than
+``max(100, 0.5 / tolerance)`` regions, about what the piecewise ladder spends there."""
 
-    Needs at least one known smooth nonlinearity and no piecewise-linear one; plain
-    functions and models built only from affine modules (whose forward may call
-    ``F.relu``, invisible here) count as piecewise, the safe choice.
+PROBE_POINTS = 15
+"""Smooth-ladder nodes after which a model of unknown modules is judged by its convergence."""
+
+KINKED_RATIO = 0.25
+"""A difference above this fraction of the one before, at the probe: O(1/n), a hidden kink."""
+
+
+def ladder_of(forward_func: object) -> str:
+    """``"piecewise"``, ``"smooth"`` or ``"unknown"``: what the modules of ``forward_func`` say.
+
+    ``piecewise``: a ReLU-like or max-pooling module (or an ``nn.RNN`` with ReLU).
+    ``smooth``: smooth nonlinearities only (GELU, tanh, LSTM, LayerNorm, …). ``unknown``:
+    neither is visible (affine modules only, a module type integrad does not know, or a
+    plain function), so ``forward`` may apply anything. The smooth ladder's estimate is
+    safe for piecewise models too, so ``unknown`` takes it.
     """
     model = owner(forward_func)
     if model is None:
-        return False
+        return "unknown"
     modules = list(model.modules())
-    if any(isinstance(m, KINKED) for m in modules):
-        return False
-    return any(is_smooth_module(m) for m in modules)
+    if any(is_kinked_module(m) for m in modules):
+        return "piecewise"
+    return "smooth" if any(is_smooth_module(m) for m in modules) else "unknown"
+
+
+def is_smooth(forward_func: object) -> bool:
+    """True unless ``forward_func``'s modules show a kink: the nested smooth ladder applies."""
+    return ladder_of(forward_func) != "piecewise"
 
 
 @dataclass(frozen=True)
@@ -108,48 +149,46 @@ def integrate_to_tolerance(
 ) -> Tolerated:
     """Integrate every example of ``engine``'s problem until it meets ``tolerance``.
 
-    ``smooth`` picks the ladder; by default it is read from the problem's forward_func
-    (layer IG passes its model's, since its engine runs a wrapper).
+    ``smooth`` picks the ladder; by default it is read from the problem's model
+    (:attr:`PathProblem.owner`: for layer IG the caller's model, not the wrapper).
     """
-    if smooth is None:
-        smooth = is_smooth(engine.problem.forward_func)
-    least = 2 * FIRST_NODES + FIRST_NODES if smooth else 2 * FIRST_CELLS - 1
+    kind = ladder_of(engine.problem.owner or engine.problem.forward_func)
+    if smooth is not None:
+        kind = ("smooth" if kind == "piecewise" else kind) if smooth else "piecewise"
+    least = 3 if kind != "piecewise" else 2 * FIRST_CELLS - 1
     if max_steps < least:
         raise ValueError(
             f"max_steps must be at least {least} (two rungs, to estimate the error) for "
             f"this model, got {max_steps}"
         )
+    if kind == "piecewise":
+        answer = _exact_if_cheaper(engine, tolerance, max_steps)
+        if answer is not None:
+            return answer
     output, baseline_output = engine.ends()
-    ladder = _Smooth(engine) if smooth else _Piecewise(engine)
     batch = engine.problem.batch
-    problem = engine.problem
-    diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
-    # Per-example bookkeeping lives on the inputs' device, as the outputs do.
-    device = output.device
-    change = (output - baseline_output).double()
-    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double()
-    allowed_gap = tolerance * change.abs() + floor
-
-    grads = ladder.first()
-    pending = torch.ones(batch, dtype=torch.bool, device=device)
-    estimate = torch.full((batch,), math.inf, dtype=torch.float64, device=device)
-    converged = torch.zeros(batch, dtype=torch.bool, device=device)
-    points = torch.zeros(batch, dtype=torch.long, device=device)
-    while pending.any() and ladder.evaluations_next() <= max_steps:
-        new = ladder.next(pending)
-        rows = pending.nonzero().squeeze(1)
-        attr_new = _attributions(new, diffs, rows)
-        attr_old = _attributions(grads, diffs, rows)
-        size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
-        rel = (attr_new - attr_old).norm(dim=1) / size
-        estimate[rows] = ladder.estimate(rel)
-        gap = (attr_new.sum(dim=1) - change[rows]).abs()
-        for g, n in zip(grads, new, strict=True):
-            g[rows] = n[rows]
-        points[rows] = ladder.points
-        ok = (estimate[rows] <= tolerance) & (gap <= allowed_gap[rows])
-        converged[rows[ok]] = True
-        pending[rows[ok]] = False
+    # Per-example bookkeeping stays on the CPU, whatever the model's device.
+    change = (output - baseline_output).double().cpu()
+    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double().cpu()
+    climb = _Climb(engine, tolerance, max_steps, change, tolerance * change.abs() + floor)
+    everyone = torch.ones(batch, dtype=torch.bool)
+    if kind == "piecewise":
+        climb.run(_Piecewise(engine), everyone)
+    elif kind == "smooth":
+        climb.run(_Smooth(engine), everyone)
+    else:
+        # Probe: the smooth ladder up to PROBE_POINTS nodes. Examples whose differences
+        # still shrink no faster than O(1/n) there have a kink on their path that the
+        # modules did not show: they go on along the piecewise ladder, the rest smooth.
+        # Until then its estimate is the difference itself, as safe as the piecewise one.
+        probe = _Smooth(engine, trusted=False)
+        climb.run(probe, everyone, until=PROBE_POINTS)
+        kinked = climb.pending & (probe.ratio > KINKED_RATIO)
+        spent = probe.points
+        probe.trusted = True
+        climb.run(probe, climb.pending & ~kinked, resume=True)
+        climb.run(_Piecewise(engine), kinked, spent=spent)
+    pending, estimate = climb.pending, climb.estimate
     if pending.any():
         worst = int(pending.sum())
         warnings.warn(
@@ -162,14 +201,104 @@ def integrate_to_tolerance(
             stacklevel=user_stacklevel(),
         )
     return Tolerated(
+        climb.grads, output, baseline_output, estimate, climb.converged, climb.points, kind
+    )
+
+
+def _exact_if_cheaper(engine: Engine, tolerance: float, max_steps: int) -> Tolerated | None:
+    """Exact IG when the model is piecewise-linear and its paths cross few regions.
+
+    The region search stops (after forward passes only) once an example crosses more
+    than about what the piecewise ladder would spend at ``tolerance``; then None.
+    """
+    model = engine.problem.owner
+    if model is None or engine.problem.forward_func is not model:
+        return None  # layer and neuron IG run wrappers whose regions are not the model's
+    try:
+        check_model(model)
+    except ValueError:
+        return None
+    cap = min(max_steps, max(EXACT_MIN_REGIONS, round(EXACT_REGIONS_TIMES_TOLERANCE / tolerance)))
+    try:
+        found = exact(engine, max_regions=cap)
+    except ValueError:  # a nonlinearity the hooks cannot see: the ladder copes with it
+        return None
+    if found is None:
+        return None
+    grads, output, baseline_output, regions = found
+    batch = engine.problem.batch
+    return Tolerated(
         grads,
         output,
         baseline_output,
-        estimate,
-        converged,
-        points,
-        "smooth" if smooth else "piecewise",
+        torch.zeros(batch, dtype=torch.float64),
+        torch.ones(batch, dtype=torch.bool),
+        regions,
+        "exact",
     )
+
+
+class _Climb:
+    """Per-example state of tolerance mode, climbed along one ladder or, per example, two."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        tolerance: float,
+        max_steps: int,
+        change: torch.Tensor,
+        allowed_gap: torch.Tensor,
+    ) -> None:
+        problem = engine.problem
+        batch = problem.batch
+        self.tolerance, self.max_steps = tolerance, max_steps
+        self.change, self.allowed_gap = change, allowed_gap
+        self.diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
+        self.grads = tuple(torch.zeros_like(x) for x in problem.inputs)
+        self.pending = torch.zeros(batch, dtype=torch.bool)
+        self.estimate = torch.full((batch,), math.inf, dtype=torch.float64)
+        self.converged = torch.zeros(batch, dtype=torch.bool)
+        self.points = torch.zeros(batch, dtype=torch.long)
+
+    def run(
+        self,
+        ladder: _Piecewise | _Smooth,
+        active: torch.Tensor,
+        until: int | None = None,
+        resume: bool = False,
+        spent: int = 0,
+    ) -> None:
+        """Climb ``ladder`` with examples ``active`` until each converges, the ladder or
+        ``max_steps`` (less ``spent`` before) ends, or the next rung would pass ``until``."""
+        if not bool(active.any()):
+            return
+        self.pending = self.pending | active
+        if resume and isinstance(ladder, _Smooth):
+            grads = ladder.current
+        else:
+            grads = ladder.first(active)
+            rows = active.nonzero().squeeze(1)
+            for g, n in zip(self.grads, grads, strict=True):
+                g[rows] = n[rows]
+        limit = self.max_steps - spent if until is None else min(until, self.max_steps)
+        mine = active.clone()
+        while mine.any() and ladder.evaluations_next() <= limit:
+            new = ladder.next(mine)
+            rows = mine.nonzero().squeeze(1)
+            attr_new = _attributions(new, self.diffs, rows)
+            attr_old = _attributions(grads, self.diffs, rows)
+            size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
+            rel = ((attr_new - attr_old).norm(dim=1) / size).cpu()
+            self.estimate[rows] = ladder.estimate(rel, rows)
+            gap = (attr_new.sum(dim=1).cpu() - self.change[rows]).abs()
+            for g, n, own in zip(self.grads, new, grads, strict=True):
+                g[rows] = n[rows]
+                own[rows] = n[rows]
+            self.points[rows] = ladder.points
+            ok = (self.estimate[rows] <= self.tolerance) & (gap <= self.allowed_gap[rows])
+            self.converged[rows[ok]] = True
+            self.pending[rows[ok]] = False
+            mine[rows[ok]] = False
 
 
 def _attributions(
@@ -186,9 +315,8 @@ class _Piecewise:
         self.engine = engine
         self.cells = FIRST_CELLS
         self.raw = tuple(torch.zeros_like(x) for x in engine.problem.inputs)
-        self.mass = torch.zeros(
-            engine.problem.batch, dtype=torch.float64, device=engine.evals.device
-        )
+        self.mass = torch.zeros(engine.problem.batch, dtype=torch.float64)
+        self.previous = torch.full((engine.problem.batch,), math.nan, dtype=torch.float64)
         self.points = 0
 
     def _add(self, pending: torch.Tensor, ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -212,53 +340,121 @@ class _Piecewise:
             for acc in self.raw
         )
 
-    def first(self) -> tuple[torch.Tensor, ...]:
-        device = self.engine.evals.device
-        ts = torch.arange(1, self.cells, dtype=torch.float64, device=device) / self.cells
-        return self._add(torch.ones(self.engine.problem.batch, dtype=torch.bool, device=device), ts)
+    def first(self, active: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ts = torch.arange(1, self.cells, dtype=torch.float64) / self.cells
+        return self._add(active, ts)
 
     def evaluations_next(self) -> int:
         return 2 * self.cells - 1
 
     def next(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
         self.cells *= 2
-        ts = torch.arange(1, self.cells, 2, dtype=torch.float64, device=pending.device) / self.cells
+        ts = torch.arange(1, self.cells, 2, dtype=torch.float64) / self.cells
         return self._add(pending, ts)
 
-    @staticmethod
-    def estimate(rel: torch.Tensor) -> torch.Tensor:
-        return KAPPA * rel
+    def estimate(self, rel: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        # A jump's error changes sign at random as the cells halve, so one difference can
+        # be small by chance: the one before, halved as O(1/n) says, bounds it from below.
+        before = self.previous[rows]
+        self.previous[rows] = rel
+        return KAPPA * torch.maximum(rel, HISTORY * before.nan_to_num(0.0))
+
+
+def _patterson_rungs() -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Per rung: the alphas its new nodes add, and their weights in this and every later rung.
+
+    The 1-node rung (Gauss–Legendre's midpoint) comes first: it is nested in the 3-node rule.
+    """
+    sizes = [1, *PATTERSON]
+    full = {1: (torch.tensor([0.5], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))}
+    for m, (half, weights) in PATTERSON.items():
+        x = torch.tensor(half, dtype=torch.float64)
+        w = torch.tensor(weights, dtype=torch.float64)
+        # Symmetric on [-1, 1]; on [0, 1] the nodes are (1 ± x)/2 and the weights halve.
+        alphas = torch.cat([(1 - x[1:].flip(0)) / 2, (1 + x) / 2])
+        full[m] = (alphas, torch.cat([w[1:].flip(0), w]) / 2)
+    rungs = []
+    seen = torch.empty(0, dtype=torch.float64)
+    for i, m in enumerate(sizes):
+        alphas = full[m][0]
+        new = alphas[~torch.isin(alphas, seen)]
+        later = []
+        for bigger in sizes[i:]:
+            where = torch.searchsorted(full[bigger][0], new)
+            later.append(full[bigger][1][where])
+        rungs.append((new, later))
+        seen = torch.cat([seen, new])
+    return rungs
+
+
+_RUNGS = _patterson_rungs()
 
 
 class _Smooth:
-    """Gauss–Legendre rungs of 4, 8, 16, … nodes; each rung is evaluated afresh."""
+    """Nested Gauss–Kronrod–Patterson rungs of 1, 3, 7, …, 255 nodes: nothing is evaluated twice.
 
-    def __init__(self, engine: Engine) -> None:
+    The gradients at a rung's new nodes go, with their weight in each rule, into the sums
+    of this rung and of every later one, so each rung's integral is complete when reached.
+    """
+
+    def __init__(self, engine: Engine, trusted: bool = True) -> None:
         self.engine = engine
-        self.nodes = FIRST_NODES
-        self.spent = 0
+        self.trusted = trusted
+        """Whether the integrand is known to be smooth: else the estimate is ``d`` itself."""
+        self.level = -1
+        self.sums = [Accumulator(engine.problem.inputs) for _ in _RUNGS]
+        self.previous = torch.full((engine.problem.batch,), math.nan, dtype=torch.float64)
+        self.ratio = torch.ones(engine.problem.batch, dtype=torch.float64)
+        """Per example, its last difference over the one before (1 until there are two)."""
         self.points = 0
+        self.current: tuple[torch.Tensor, ...] = ()
 
     def _rung(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self.spent += self.nodes
-        self.points = self.nodes
+        self.level += 1
+        new, weights = _RUNGS[self.level]
         rows = pending.nonzero().squeeze(1)
-        return self.engine.integrate(rule("gausslegendre", self.nodes), rows)
+        m = int(rows.numel())
+        point_rows = rows.repeat(len(new))
+        later = [w.repeat_interleave(m) for w in weights]
+        done = 0
 
-    def first(self) -> tuple[torch.Tensor, ...]:
-        batch, device = self.engine.problem.batch, self.engine.evals.device
-        return self._rung(torch.ones(batch, dtype=torch.bool, device=device))
+        def spread(grads: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            nonlocal done
+            n = int(grads[0].shape[0])
+            part = slice(done, done + n)
+            done += n
+            for acc, w in zip(self.sums[self.level + 1 :], later[1:], strict=True):
+                acc.add(point_rows[part], grads, w[part])
+            return grads
+
+        sums = self.engine.gradients(
+            point_rows, new.repeat_interleave(m), later[0], transform=spread
+        ).sums
+        for acc, s in zip(self.sums[self.level].sums, sums, strict=True):
+            acc.add_(s.to(acc.dtype))
+        self.points = len(new) + (self.points if self.level else 0)
+        self.current = tuple(
+            s.to(x.dtype, copy=True)
+            for s, x in zip(self.sums[self.level].sums, self.engine.problem.inputs, strict=True)
+        )
+        return self.current
+
+    def first(self, active: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._rung(active)
 
     def evaluations_next(self) -> int:
-        return self.spent + 2 * self.nodes
+        if self.level + 1 >= len(_RUNGS):
+            return math.inf  # type: ignore[return-value]
+        return self.points + len(_RUNGS[self.level + 1][0])
 
     def next(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self.nodes *= 2
         return self._rung(pending)
 
-    @staticmethod
-    def estimate(rel: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(rel, (200 * rel) ** 1.5)
+    def estimate(self, rel: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ratio = (rel / self.previous[rows]).nan_to_num(1.0, posinf=1.0)
+        self.previous[rows] = rel
+        self.ratio[rows] = ratio
+        return rel * (SMOOTH_SAFETY * ratio).clamp(max=1.0) ** 2 if self.trusted else rel
 
 
 def check_tolerance(tolerance: object, max_steps: object, method: str) -> None:
