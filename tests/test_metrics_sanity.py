@@ -114,12 +114,13 @@ def test_the_same_generator_seed_gives_the_same_table() -> None:
     ]
     assert torch.equal(runs[0].spearman_abs, runs[1].spearman_abs)
     assert runs[0].ssim is None  # not images
+    open_before = plt.get_fignums()
     fig = runs[0].plot()
     spearman_abs = fig.axes[0].lines[0]  # the plotted means are the check's own numbers
     assert spearman_abs.get_label().startswith("Spearman |a|")
     assert np.allclose(spearman_abs.get_ydata(), runs[0].spearman_abs.mean(1).numpy())
     assert "randomized from the output down" in fig.axes[0].get_xlabel()
-    assert not plt.get_fignums()  # not a pyplot figure: shown once, no leak
+    assert plt.get_fignums() == open_before  # not a pyplot figure: shown once, no leak
 
 
 def test_spearman_matches_scipy_with_ties() -> None:

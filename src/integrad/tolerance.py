@@ -33,7 +33,7 @@ as O(1/n) predicts, is a floor under it (``bench/certificate.py``).
 
 ``smooth`` (no ReLU-like or max-pooling module; also models that cannot be inspected,
 labelled ``unknown``): the rungs are the nested Gauss–Kronrod–Patterson rules of 1, 3, 7,
-15, …, 255 nodes (``integrad._patterson``). Each rung adds new nodes to the previous
+15, …, 255 nodes (in the private ``_patterson`` module). Each rung adds new nodes to the previous
 rung's, so no evaluation is discarded: rung ``m`` costs ``m`` evaluations in all, and
 integrates polynomials of degree ``(3m + 1)/2`` exactly (Gauss–Legendre: ``2m − 1``). The
 error of a rung is estimated from its relative difference ``d`` to the rung before and
@@ -150,7 +150,7 @@ def integrate_to_tolerance(
     """Integrate every example of ``engine``'s problem until it meets ``tolerance``.
 
     ``smooth`` picks the ladder; by default it is read from the problem's model
-    (:attr:`PathProblem.owner`: for layer IG the caller's model, not the wrapper).
+    (``PathProblem.owner``: for layer IG the caller's model, not the wrapper).
     """
     kind = ladder_of(engine.problem.owner or engine.problem.forward_func)
     if smooth is not None:
