@@ -22,7 +22,7 @@ from ._inputs import (
     broadcast_baseline,
 )
 
-__all__ = ["GradientAttribution", "check_device_ids", "convergence_delta"]
+__all__ = ["Futureless", "GradientAttribution", "check_device_ids", "convergence_delta"]
 
 
 class GradientAttribution:
@@ -67,6 +67,14 @@ class GradientAttribution:
         return convergence_delta(
             self.forward_func, attributions, start_point, end_point, target, additional_forward_args
         )
+
+
+class Futureless:
+    """``attribute_future`` of the Captum classes that declare it (not LayerIG or NeuronIG):
+    not implemented, as in Captum."""
+
+    def attribute_future(self) -> Callable[..., Any]:
+        raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__}")
 
 
 def convergence_delta(

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._captum import GradientAttribution
+from ._captum import Futureless, GradientAttribution
 from ._checks import completeness_delta
 from ._engine import Engine, PathProblem
 from ._inputs import (
@@ -37,7 +37,7 @@ from .quadrature import check_method, rule
 __all__ = ["ExpectedGradients"]
 
 
-class ExpectedGradients(GradientAttribution):
+class ExpectedGradients(Futureless, GradientAttribution):
     """Expected Gradients over a reference set (integrad's own; see also GradientShap).
 
     >>> import torch, integrad
@@ -58,9 +58,6 @@ class ExpectedGradients(GradientAttribution):
 
     def has_convergence_delta(self) -> bool:
         return True
-
-    def attribute_future(self) -> Callable[..., Any]:
-        raise NotImplementedError("attribute_future is not implemented for ExpectedGradients")
 
     def attribute(
         self,

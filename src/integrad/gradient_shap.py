@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ._captum import GradientAttribution
+from ._captum import Futureless, GradientAttribution
 from ._checks import warn_if_training
 from ._inputs import (
     ExtraArgs,
@@ -49,7 +49,7 @@ __all__ = ["GradientShap"]
 Baselines = torch.Tensor | tuple[torch.Tensor, ...] | Callable[..., Any]
 
 
-class GradientShap(GradientAttribution):
+class GradientShap(Futureless, GradientAttribution):
     """Captum's ``GradientShap``, memory-bounded.
 
     The delta, on request, is Captum's: one per drawn sample, shape
@@ -84,9 +84,6 @@ class GradientShap(GradientAttribution):
 
     def has_convergence_delta(self) -> bool:
         return True
-
-    def attribute_future(self) -> Callable[..., Any]:
-        raise NotImplementedError("attribute_future is not implemented for GradientShap")
 
     def attribute(
         self,

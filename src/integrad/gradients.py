@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._captum import GradientAttribution
+from ._captum import Futureless, GradientAttribution
 from ._engine import Engine, PathProblem
 from ._inputs import TargetType, TensorOrTuple, check_callable, check_flag, same_form
 
@@ -32,7 +32,7 @@ def _input_gradients(
     return grads, problem.inputs, was_tuple
 
 
-class Saliency(GradientAttribution):
+class Saliency(Futureless, GradientAttribution):
     """The gradient of the target with respect to the inputs (Simonyan et al., 2013).
 
     Captum-compatible: ``abs=True`` (the default) returns its absolute value.
@@ -60,12 +60,8 @@ class Saliency(GradientAttribution):
         )
         return same_form(tuple(g.abs() for g in grads) if abs else grads, was_tuple)
 
-    def attribute_future(self) -> None:
-        """Not implemented, as in Captum."""
-        raise NotImplementedError("attribute_future is not implemented for Saliency")
 
-
-class InputXGradient(GradientAttribution):
+class InputXGradient(Futureless, GradientAttribution):
     """Gradient × input (Shrikumar et al., 2016): IG's integrand at the input, times x.
 
     >>> import torch, integrad
@@ -93,7 +89,3 @@ class InputXGradient(GradientAttribution):
             self.forward_func, inputs, target, additional_forward_args
         )
         return same_form(tuple(g * x for g, x in zip(grads, xs, strict=True)), was_tuple)
-
-    def attribute_future(self) -> None:
-        """Not implemented, as in Captum."""
-        raise NotImplementedError("attribute_future is not implemented for InputXGradient")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from . import baselines as _baselines
-from ._captum import GradientAttribution
+from ._captum import Futureless, GradientAttribution
 from ._checks import completeness_delta, completeness_silenced, copies, warn_if_incomplete
 from ._engine import Engine, PathProblem
 from ._inputs import (
@@ -211,7 +211,7 @@ class _Run:
         return output, baseline_output, self._delta
 
 
-class IntegratedGradients(GradientAttribution):
+class IntegratedGradients(Futureless, GradientAttribution):
     """A drop-in for ``captum.attr.IntegratedGradients``, computed by :func:`explain`.
 
     Same arguments, results, return types and shapes as Captum 0.9, except that
@@ -239,10 +239,6 @@ class IntegratedGradients(GradientAttribution):
 
     def has_convergence_delta(self) -> bool:
         return True
-
-    def attribute_future(self) -> None:
-        """Not implemented, as in Captum."""
-        raise NotImplementedError("attribute_future is not implemented for IntegratedGradients")
 
     def attribute(
         self,

@@ -12,11 +12,11 @@ caps a group and changes nothing else.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
+from ._captum import Futureless
 from ._engine import DEFAULT_MAX_MEMORY
 from ._inputs import (
     TensorOrTuple,
@@ -41,7 +41,7 @@ class _Method(Protocol):
     def attribute(self, inputs: Any, *args: Any, **kwargs: Any) -> Any: ...
 
 
-class NoiseTunnel:
+class NoiseTunnel(Futureless):
     """Captum-compatible noise tunnel over an integrad attribution method.
 
     ``nt_type``: ``"smoothgrad"`` (mean attribution), ``"smoothgrad_sq"`` (mean of
@@ -75,9 +75,6 @@ class NoiseTunnel:
     def has_convergence_delta(self) -> bool:
         has = getattr(self.attribution_method, "has_convergence_delta", None)
         return bool(has()) if callable(has) else False
-
-    def attribute_future(self) -> Callable[..., Any]:
-        raise NotImplementedError("attribute_future is not implemented for NoiseTunnel")
 
     def attribute(
         self,
