@@ -148,16 +148,23 @@ def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
     return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def _text_strip(width: int, text: str, height: int) -> np.ndarray:
-    """A white ``(height, width, 3)`` strip with ``text`` in black (blank without Pillow)."""
-    strip = np.full((height, width, 3), WHITE, dtype=np.uint8)
+def _canvas(width: int, height: int, font_size: int) -> tuple[Any, Any, Any] | None:
+    """A white Pillow image ``width`` × ``height``, a Draw on it and Pillow's default font
+    at ``font_size``; None without Pillow."""
     try:
         from PIL import Image, ImageDraw, ImageFont
     except ImportError:
-        return strip
-    image = Image.fromarray(strip, "RGB")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(8, height - 7))
+        return None
+    image = Image.fromarray(np.full((height, width, 3), WHITE, dtype=np.uint8), "RGB")
+    return image, ImageDraw.Draw(image), ImageFont.load_default(size=font_size)
+
+
+def _text_strip(width: int, text: str, height: int) -> np.ndarray:
+    """A white ``(height, width, 3)`` strip with ``text`` in black (blank without Pillow)."""
+    canvas = _canvas(width, height, max(8, height - 7))
+    if canvas is None:
+        return np.full((height, width, 3), WHITE, dtype=np.uint8)
+    image, draw, font = canvas
     while text and draw.textlength(text, font=font) > width - 4:
         text = text[:-2] + "…" if len(text) > 2 else ""
     draw.text((2, 2), text, fill=(0, 0, 0), font=font)
@@ -171,12 +178,10 @@ def titled(rgb: np.ndarray, title: str, height: int = 20) -> np.ndarray:
 
 def _wrapped(text: str, width: int, height: int) -> list[str]:
     """``text`` broken at spaces into lines that fit ``width`` pixels at the strip's font."""
-    try:
-        from PIL import Image, ImageDraw, ImageFont
-    except ImportError:
+    canvas = _canvas(1, 1, max(8, height - 7))
+    if canvas is None:
         return [text]
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    font = ImageFont.load_default(size=max(8, height - 7))
+    _, draw, font = canvas
     lines: list[str] = []
     for word in text.split(" "):
         if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width - 4:
@@ -242,14 +247,10 @@ def legend(limit: float | None, label: str, sign: str = "all", *, width: int = 2
 
 def _tick_labels(width: int, ticks: list[tuple[int, str]], height: int = 13) -> np.ndarray:
     """``text`` centred under each ``(column, text)``, kept inside the strip."""
-    strip = np.full((height, width, 3), WHITE, dtype=np.uint8)
-    try:
-        from PIL import Image, ImageDraw, ImageFont
-    except ImportError:
-        return strip
-    image = Image.fromarray(strip, "RGB")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=height - 2)
+    canvas = _canvas(width, height, height - 2)
+    if canvas is None:
+        return np.full((height, width, 3), WHITE, dtype=np.uint8)
+    image, draw, font = canvas
     for column, text in ticks:
         size = draw.textlength(text, font=font)
         left = min(max(0.0, column - size / 2), width - size)
