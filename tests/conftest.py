@@ -215,3 +215,15 @@ def digits_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     model = train_digits_cnn(seed=0)
     _, _, x_test, y_test = digits_data(seed=0)
     return model, x_test, y_test
+
+
+def wcag(first, second) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours (the oracle of the contrast tests)."""
+
+    def luminance(rgb) -> float:
+        c = np.asarray(rgb, dtype=np.float64) / 255
+        linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
+from conftest import wcag
 from PIL import Image
 
 import integrad
@@ -98,11 +99,12 @@ def near(rgb: np.ndarray, colour: np.ndarray, tolerance: int = 6) -> np.ndarray:
 
 
 def contrast_of(style: str) -> float:
-    """The WCAG contrast of a ``background: rgb(...); color: #000|#fff`` style."""
+    """The WCAG contrast of a ``background: rgb(...); color: #000|#fff`` style (by the
+    tests' own formula, not the one under test)."""
     found = re.search(r"background: rgb\((\d+), (\d+), (\d+)\); color: (#000|#fff)", style)
     assert found is not None, style
     background = [int(c) for c in found.groups()[:3]]
-    return _html.contrast(background, (0, 0, 0) if found.group(4) == "#000" else (255,) * 3)
+    return wcag(background, (0, 0, 0) if found.group(4) == "#000" else (255,) * 3)
 
 
 def classifier() -> tuple[torch.nn.Module, torch.Tensor]:

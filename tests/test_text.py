@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
+from conftest import wcag
 
 from integrad import text
 from integrad.text import TextAttribution
@@ -82,18 +83,6 @@ class Spans(HTMLParser):
         if tag == "span" and self._open is not None:
             self.spans.append(self._open)
             self._open = None
-
-
-def wcag(first, second) -> float:
-    """WCAG 2 contrast ratio of two sRGB colours (the oracle of the contrast tests)."""
-
-    def luminance(rgb) -> float:
-        c = np.asarray(rgb, dtype=np.float64) / 255
-        linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-        return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
-
-    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
 
 
 def rgb_of(css: str, prop: str) -> tuple[int, int, int]:
