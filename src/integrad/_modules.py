@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 from torch.nn.modules import pooling
 
@@ -37,6 +38,13 @@ def owner(forward_func: Any) -> nn.Module | None:
         return forward_func
     module = getattr(forward_func, "__self__", None)
     return module if isinstance(module, nn.Module) else None
+
+
+def first_parameter(forward_func: Any) -> torch.Tensor | None:
+    """The first parameter of the module ``forward_func`` runs: where and in what dtype the
+    model computes. None for a function or a module without parameters."""
+    module = owner(forward_func)
+    return None if module is None else next(iter(module.parameters()), None)
 
 
 def is_smooth_module(m: nn.Module) -> bool:

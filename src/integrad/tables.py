@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._modules import first_parameter
 from .explanation import Explanation
 from .integrated_gradients import explain
 from .views.tables import bar_chart, global_importance, importance_chart, ranked
@@ -37,14 +38,6 @@ def _matrix(data: Any, name: str) -> tuple[np.ndarray, list[str] | None]:
     if not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
     return array.astype(np.float64), columns
-
-
-def _model_placement(model: Any) -> tuple[torch.dtype, torch.device]:
-    """The dtype and device of the model's first parameter (float32 on the CPU without one)."""
-    if isinstance(model, torch.nn.Module):
-        for parameter in model.parameters():
-            return parameter.dtype, parameter.device
-    return torch.float32, torch.device("cpu")
 
 
 def tabular(
@@ -95,12 +88,15 @@ def tabular(
         if values.shape != (1, n_features):
             raise ValueError(f"baseline must be one row of {n_features} values, got {values.shape}")
         values, description = values[0], "given row"
-    dtype, device = _model_placement(model)
+    parameter = first_parameter(model)  # rows take the model's dtype and device
+    dtype, device = (
+        (torch.float32, torch.device("cpu"))
+        if parameter is None
+        else (parameter.dtype, parameter.device)
+    )
     inputs = torch.as_tensor(x, dtype=dtype, device=device)
     baselines = torch.as_tensor(values, dtype=dtype, device=device).expand_as(inputs).contiguous()
-    exp = explain(
-        model, inputs, baselines=baselines, target=target, kind="table", **explain_kwargs
-    )
+    exp = explain(model, inputs, baselines=baselines, target=target, kind="table", **explain_kwargs)
     exp.baseline = description
     exp.extras["feature_names"] = names
     return exp

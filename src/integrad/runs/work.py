@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._modules import owner
+from .._modules import first_parameter, owner
 from ..explanation import Explanation
 from .explainers import explain_batch
 from .results import concat
@@ -66,7 +66,7 @@ def example_seed(seed: int, example: int) -> int:
 
 def placed(model: nn.Module | None, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """Inputs on the model's device; floating inputs in its floating dtype."""
-    param = next(iter(model.parameters()), None) if model is not None else None
+    param = first_parameter(model)
     if param is None:
         return xs
     return tuple(x.to(param.device, param.dtype if x.is_floating_point() else x.dtype) for x in xs)
