@@ -62,6 +62,7 @@ def row(
     percentile: float = 98.0,
     output_kind: str | None = None,
     scope: str = "methods",
+    limit: float | None = None,
 ) -> np.ndarray:
     """The image, then a signed heatmap per name of ``attributions``; legend and scale below.
 
@@ -69,7 +70,8 @@ def row(
     or ``(height, width)``. ``titles`` (default: the names) head the heatmaps;
     ``above`` puts a titled picture over each heatmap (e.g. the baseline), under the
     input a blank. With ``shared_scale`` every heatmap uses one colour limit; otherwise
-    each its own, written in its title.
+    each its own, written in its title. ``limit`` is the shared limit when the caller has
+    it already (default: :func:`integrad.views.images.shared_limit` of the maps).
     """
     if not attributions:
         raise ValueError("a comparison needs at least one method's attributions")
@@ -77,7 +79,10 @@ def row(
     image = _numpy(image)
     s = scale or _default_scale(image.shape[-2])
     sums = [aggregate_channels(attributions[n], "sum", 0) for n in names]
-    limit = shared_limit(sums, percentile, clip) if shared_scale else None
+    if not shared_scale:
+        limit = None
+    elif limit is None:
+        limit = shared_limit(sums, percentile, clip)
     first = _png.titled(image_rgb(image, scale=s, channel_axis=0), caption)
     heats = [first]
     for name, summed in zip(names, sums, strict=True):
@@ -235,12 +240,12 @@ def page(
         one = {n: _numpy(a)[i] for n, a in (drawn or {}).items()}
         if kind == "image":
             clip, percentile = _captions.describe_options(options)
-            picture = row(
-                x[i], one, caption=f"input #{i}", scale=options.get("scale"),
-                clip=clip, percentile=percentile, output_kind=output_kind,
-            )  # fmt: skip
             limit = shared_limit([aggregate_channels(a, "sum", 0) for a in one.values()],
                                  percentile, clip)  # fmt: skip
+            picture = row(
+                x[i], one, caption=f"input #{i}", scale=options.get("scale"),
+                clip=clip, percentile=percentile, output_kind=output_kind, limit=limit,
+            )  # fmt: skip
             body = img(picture, f"example {i}: the input, then each method on one colour limit "
                        f"±{limit:.3g}")  # fmt: skip
         else:
