@@ -3,7 +3,8 @@ cannot change results beyond rounding, and the default budget per device."""
 
 from __future__ import annotations
 
-import time
+import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -16,51 +17,91 @@ from integrad import _engine, _memory
 pytestmark = pytest.mark.filterwarnings("ignore::integrad.CompletenessWarning")
 
 
+class Clock:
+    """A clock that moves only when a chunk is worked on: ``cost(size)`` seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def run_slices(
-    policy: _memory.ChunkPolicy, total: int, per_point: float, cost: object
-) -> tuple[list[int], list[int]]:
-    """Sizes the policy hands out, sleeping ``cost(size)`` seconds on each chunk."""
-    sizes, chosen = [], []
-    for part in policy.slices(total, lambda: per_point, True, chosen.append):
+    policy: _memory.ChunkPolicy, total: int, per_point: float, cost: Callable[[int], float]
+) -> list[int]:
+    """Sizes the policy hands out on one path, each chunk taking ``cost(size)`` seconds."""
+    clock = policy.clock if isinstance(policy.clock, Clock) else Clock()
+    policy.clock = clock
+    sizes = []
+    for part in policy.slices(total, lambda: per_point, True):
         size = part.stop - part.start
         sizes.append(size)
-        time.sleep(cost(size))  # type: ignore[operator]
-    return sizes, chosen
+        clock.now += cost(size)
+    assert sum(sizes) == total
+    return sizes
 
 
-def test_timed_trial_settles_on_the_larger_size_when_calls_cost_more_than_points():
-    # 1 KiB per point: the byte target gives the first size, the other is four times it.
+def test_search_climbs_to_the_budget_when_calls_cost_more_than_points():
+    # 1 KiB per point, 64 guessed points' worth of budget: a fixed cost per chunk.
     first = _memory.TARGET_CHUNK_BYTES // 1024
-    policy = _memory.ChunkPolicy(1 << 40, fill=False)
-    sizes, chosen = run_slices(policy, 16 * first, 1024.0, lambda size: 0.03)
-    assert sizes[:2] == [4 * first, first] and chosen == [4 * first]
-    assert sum(sizes) == 16 * first and len(sizes) == 5 and max(sizes) == 4 * first
+    policy = _memory.ChunkPolicy(4 * first * 1024, fill=False)
+    sizes = run_slices(policy, 32 * first, 1024.0, lambda size: 0.03)
+    assert sizes[:6] == [first, first, 2 * first, 2 * first, 4 * first, 4 * first]
+    assert policy.trial(1024.0, 32 * first) is None and policy.size(1024.0) == 4 * first
+    assert max(sizes) == 4 * first  # never above the budget
 
 
-def test_timed_trial_settles_on_the_smaller_size_when_points_cost_more_in_bulk():
-    # A model that already fills the byte target (1 MiB per point): 32 points or 8.
+def test_search_finds_the_fastest_size_between_its_first_guesses():
+    # 1 MiB per point: the guess is the 32-point minimum; per point, 16 is fastest.
     policy = _memory.ChunkPolicy(1 << 30, fill=False)
-    sizes, chosen = run_slices(policy, 160, float(1 << 20), lambda size: 1e-4 * size**2)
-    assert sizes[:2] == [8, 32] and chosen == [8]
-    assert sum(sizes) == 160 and max(sizes[2:]) <= 8
+
+    def cost(size: int) -> float:
+        return size * (1.0 + 0.1 * (math.log2(size) - 4) ** 2)
+
+    sizes = run_slices(policy, 400, float(1 << 20), cost)
+    assert sizes[:6] == [32, 32, 16, 16, 8, 8]
+    assert set(policy.timings) == {8, 16, 32} and policy.size(float(1 << 20)) == 16
+    assert set(sizes[6:]) <= {16, 15}  # equal chunks of the winner after the search
+
+
+def test_a_search_too_long_for_one_call_goes_on_in_the_next():
+    policy = _memory.ChunkPolicy(1 << 30, fill=False)
+    cost = {32: 1.0 * 32, 16: 0.5 * 16, 8: 0.7 * 8}
+    calls = [run_slices(policy, 48, float(1 << 20), cost.__getitem__) for _ in range(4)]
+    assert calls[0] == [32, 16] and sorted(calls[1]) == [16, 32]  # each size timed twice
+    assert policy.trial(float(1 << 20), 48) is None and policy.size(float(1 << 20)) == 16
+    assert calls[3] == [16, 16, 16]
+
+
+def test_a_noisy_first_chunk_does_not_decide():
+    # Each size's first chunk pays a set-up cost: the best of two timings counts.
+    policy = _memory.ChunkPolicy(1 << 30, fill=False)
+    seen: set[int] = set()
+
+    def cost(size: int) -> float:
+        setup = 0.0 if size in seen else 100.0
+        seen.add(size)
+        return setup + size * (1.0 if size == 32 else 2.0)
+
+    run_slices(policy, 400, float(1 << 20), cost)
+    assert policy.size(float(1 << 20)) == 32
 
 
 def test_untimed_and_short_paths_run_in_equal_chunks_within_the_budget():
     policy = _memory.ChunkPolicy(100 * 1024, fill=False)  # 100 points of 1 KiB
-    parts = list(policy.slices(250, lambda: 1024.0, False, lambda size: None))
+    parts = list(policy.slices(250, lambda: 1024.0, False))
     assert [p.stop - p.start for p in parts] == [84, 83, 83]
-    # Held at a budget of 6 points, a smaller trial size would be too small to pay.
+    # Held at a budget of 6 points, the search times 6 and 3 (never below the least).
     tight = _memory.ChunkPolicy(6 * 1024, fill=False)
-    assert tight.second(1024.0) == 6
-    assert [p.stop - p.start for p in tight.slices(12, lambda: 1024.0, True, print)] == [6, 6]
-    short = list(policy.slices(30, lambda: 1024.0, True, lambda size: None))
-    assert [(p.start, p.stop) for p in short] == [(0, 30)] and policy.chosen is None
+    assert run_slices(tight, 24, 1024.0, lambda size: 1.0) == [6, 6, 4, 4, 4]
+    assert min(tight.timings) == _memory.LEAST_CHUNK_POINTS
 
 
 def test_filling_policy_takes_the_budget_in_one_go_without_a_trial():
     policy = _memory.ChunkPolicy(1000 * 1024, fill=True)
-    parts = list(policy.slices(2500, lambda: 1024.0, True, lambda size: None))
-    assert [p.stop - p.start for p in parts] == [834, 833, 833] and policy.chosen is None
+    parts = list(policy.slices(2500, lambda: 1024.0, True))
+    assert [p.stop - p.start for p in parts] == [834, 833, 833] and not policy.timings
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -68,26 +109,27 @@ def test_timed_chunking_gives_the_result_of_one_fixed_chunk(dtype: torch.dtype):
     model = small_cnn().to(dtype)
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=dtype)
     per_point = integrad.explain(model, x, target=1, n_steps=2).extras["bytes_per_point"]
-    # A budget of 64 points: the trial runs 16 points, then 64, then the faster size.
+    # A budget of 64 points: the search times 64 points twice, then 32, and maybe 16.
     budget = int(64.5 * per_point)
-    timed = integrad.explain(model, x, target=1, n_steps=60, max_memory=budget)
-    assert timed.extras["chunks"] >= 3  # the trial ran (equal 64-point chunks are 2)
-    whole = integrad.explain(model, x, target=1, n_steps=60, internal_batch_size=120)
+    timed = integrad.explain(model, x, target=1, n_steps=200, max_memory=budget)
+    assert timed.extras["chunks"] > 7  # the search ran (equal 64-point chunks are 7)
+    whole = integrad.explain(model, x, target=1, n_steps=200, internal_batch_size=400)
     rtol = 1e-6 if dtype == torch.float32 else 1e-12
     scale = whole.attributions.abs().max()
     assert torch.allclose(timed.attributions, whole.attributions, rtol=0, atol=rtol * scale)
 
 
-def test_the_settled_size_is_remembered_for_the_next_call():
+def test_the_searchs_timings_are_remembered_for_the_next_call():
     model = smooth_mlp()
     x = torch.rand(4, 6, dtype=torch.float64)
     per_point = integrad.explain(model, x, target=0, n_steps=2).extras["bytes_per_point"]
     integrad.explain(model, x, target=0, n_steps=64, max_memory=int(32.5 * per_point))
     problem = _engine.PathProblem.build(model, x, None, 0, None)[0]
-    settled = _memory.remembered(problem)
-    assert settled is not None and settled.chunk in (8, 32)
+    known = _memory.remembered(problem)
+    assert known is not None and known.timings
     engine = _engine.Engine(problem, max_memory=int(32.5 * per_point))
-    assert engine.chunk_points() == settled.chunk
+    assert engine.chunk_points() == engine.policy.size(known.bytes_per_point)
+    assert engine.policy.timings is known.timings
 
 
 def test_a_model_in_training_mode_is_chunked_the_same_every_call():

@@ -205,25 +205,19 @@ class Engine:
                 self._probe()
             else:
                 self.bytes_per_point = remembered.bytes_per_point
-                if self.policy.chosen is None:
-                    self.policy.chosen = remembered.chunk
+                self.policy.timings = remembered.timings
                 self._recount = True
 
     def _chunks(self, total: int, timed: bool = False) -> Iterator[slice]:
         """Slices of ``range(total)``, one per chunk; ``timed``: gradient chunks that may
-        try two sizes (see :class:`~integrad._memory.ChunkPolicy`)."""
+        search sizes (see :class:`~integrad._memory.ChunkPolicy`)."""
         fixed = self._fixed_chunk()
         if fixed is not None:
             for start in range(0, total, fixed):
                 yield slice(start, min(total, start + fixed))
             return
         self._measure()
-        yield from self.policy.slices(
-            total,
-            self._per_point,
-            timed,
-            lambda size: _memory.remember(self.problem, chunk=size),
-        )
+        yield from self.policy.slices(total, self._per_point, timed)
 
     def _probe(self) -> None:
         """Measure the autograd memory of one path point with a forward on a few inputs.
@@ -247,7 +241,10 @@ class Engine:
         # Points, their gradients and the saved activations live together.
         points_bytes = sum(p.nbytes for p in points)
         self.bytes_per_point = (counter.total + 2 * points_bytes) / counter.rows
-        _memory.remember(self.problem, self.bytes_per_point)
+        known = _memory.remember(self.problem, self.bytes_per_point)
+        if known is not None:  # the chunk timings go on in the next call
+            known.timings.update(self.policy.timings)
+            self.policy.timings = known.timings
 
     # -- evaluation -------------------------------------------------------------------
 
@@ -552,6 +549,8 @@ class Engine:
         sums = Accumulator(self.problem.inputs)
         outputs = []
         heap = Heap()
+        if self.bytes_per_point is None:  # a fixed internal_batch_size: count on the first chunk
+            self._recount = True
         for part in self._chunks(total, timed=self._timed):
             r, alphas, w = part_of(part)
             if build is not None:

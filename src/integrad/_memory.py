@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -36,8 +36,17 @@ GPU can each run; a process that must share more tightly passes its own ``max_me
 TARGET_CHUNK_BYTES = 12 << 20
 """Off CUDA, the first of the two chunk sizes tried aims at this many activation bytes."""
 
+HEAP_WARMUP = 3
+"""Chunks a :class:`Heap` watches before it trims: the resident size's steady state."""
+
 MIN_CHUNK_POINTS = 32
 """Off CUDA, the first size tried holds at least this many points (per-call overhead)."""
+
+LEAST_CHUNK_POINTS = 4
+"""Off CUDA, the search tries no chunk smaller than this."""
+
+TIMINGS = 2
+"""Chunks timed per size; the fastest counts (the first at a new size pays its set-up)."""
 
 
 class SavedBytes:
@@ -129,77 +138,95 @@ def default_budget(device: torch.device) -> int:
 
 
 class ChunkPolicy:
-    """Points per chunk, from the bytes a point costs and the memory budget.
+    """Points per chunk, from the bytes a point costs, the memory budget and the clock.
 
     On CUDA the chunk fills the budget: a GPU runs fastest on the largest batch it can
     hold. Off CUDA the best chunk depends on the model and the machine's caches (measured
-    in docs/benchmarks.md: 32 points of a 64-px CNN, thousands of a small MLP, a few of a
-    ResNet-18), so the first gradient chunks of a long path are timed at two sizes — one
-    aimed at :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_POINTS`), and four times
-    it where the target set it, a quarter of it where the minimum or the budget did —
-    and the rest of the path runs at the faster, never above the budget. The choice is
-    remembered with the bytes per point, so repeated calls skip the trial. Chunking only
-    reorders a float64 sum and batches the model differently: results agree with any other
-    chunking to rounding.
+    in docs/benchmarks.md: 16–32 points of a 64-px CNN, thousands of a small MLP, a few
+    of a ResNet-18), so the first gradient chunks are a search: sizes are timed (seconds
+    per point, the best of :data:`TIMINGS` chunks each) starting at a guess aimed at
+    :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_POINTS`), then at its double or
+    half, moving on from the fastest size so far until both its neighbours are slower:
+    a climb over sizes a factor of two apart, never above the budget nor below
+    :data:`LEAST_CHUNK_POINTS`. Every timed chunk is part of the path (no work is thrown
+    away), and the timings are remembered with the bytes per point (per model and input
+    signature), so a search that a short call leaves unfinished goes on in the next and
+    a settled one costs nothing. Chunking only reorders a float64 sum and batches the
+    model differently: results agree with any other chunking to rounding.
     """
 
-    def __init__(self, budget: int, fill: bool, chosen: int | None = None) -> None:
+    def __init__(
+        self, budget: int, fill: bool, timings: dict[int, list[float]] | None = None
+    ) -> None:
         self.budget = budget
         self.fill = fill
-        self.chosen = chosen
+        self.timings: dict[int, list[float]] = {} if timings is None else timings
+        """Seconds per point of each chunk size timed, per chunk."""
+        self.clock: Callable[[], float] = time.perf_counter
 
     def by_memory(self, bytes_per_point: float) -> int:
         return max(1, int(self.budget // max(bytes_per_point, 1.0)))
 
     def first(self, bytes_per_point: float) -> int:
-        """The size aimed at the byte target (or, filling, the budget's)."""
+        """The guess: the byte target's size (or, filling, the budget's)."""
         most = self.by_memory(bytes_per_point)
         if self.fill:
             return most
         by_speed = max(MIN_CHUNK_POINTS, int(TARGET_CHUNK_BYTES // max(bytes_per_point, 1.0)))
         return max(1, min(most, by_speed))
 
-    def second(self, bytes_per_point: float) -> int:
-        """The other size tried: larger where the byte target set the first, else (the
-        first held at :data:`MIN_CHUNK_POINTS`, or at the budget) smaller, but not below
-        a quarter of the minimum (the first itself then: no trial)."""
-        first, most = self.first(bytes_per_point), self.by_memory(bytes_per_point)
-        if MIN_CHUNK_POINTS < first < most:
-            return min(most, 4 * first)
-        return first // 4 if first // 4 >= MIN_CHUNK_POINTS // 4 else first
+    def best(self, bytes_per_point: float) -> int | None:
+        """The fastest size timed :data:`TIMINGS` times and within the budget, if any."""
+        most = self.by_memory(bytes_per_point)
+        rates = {s: min(t) for s, t in self.timings.items() if len(t) >= TIMINGS and s <= most}
+        return min(rates, key=lambda s: (rates[s], s)) if rates else None
+
+    def trial(self, bytes_per_point: float, total: int) -> int | None:
+        """The size to time next on a path of ``total`` points; None once the search has
+        settled (the fastest size's neighbours are slower, or out of bounds)."""
+        most = min(self.by_memory(bytes_per_point), total)
+        unfinished = [s for s, t in self.timings.items() if len(t) < TIMINGS and s <= most]
+        if unfinished:
+            return min(unfinished)
+        best = self.best(bytes_per_point)
+        if best is None:
+            return min(self.first(bytes_per_point), most)
+        guess = self.first(bytes_per_point)
+        # Where the byte target set the guess, bigger chunks are the likelier win (small
+        # models); where the minimum or the budget did, smaller ones (big models).
+        upward = MIN_CHUNK_POINTS < guess < self.by_memory(bytes_per_point)
+        up = min(2 * best, most) if best < most else None
+        down = max(best // 2, LEAST_CHUNK_POINTS) if best > LEAST_CHUNK_POINTS else None
+        for size in (up, down) if upward else (down, up):
+            if size is not None and size not in self.timings:
+                return size
+        return None
 
     def size(self, bytes_per_point: float) -> int:
-        if self.chosen is None:
-            return self.first(bytes_per_point)
-        return max(1, min(self.chosen, self.by_memory(bytes_per_point)))
+        """Points per chunk once the search is over (or not run): its winner, else the guess."""
+        best = self.best(bytes_per_point)
+        return self.first(bytes_per_point) if best is None else best
 
-    def slices(
-        self,
-        total: int,
-        bytes_per_point: Callable[[], float],
-        timed: bool,
-        chose: Callable[[int], None],
-    ) -> Iterator[slice]:
-        """Chunks covering ``range(total)``; ``timed`` lets the first ones try two sizes.
+    def slices(self, total: int, bytes_per_point: Callable[[], float], timed: bool) -> Iterator[slice]:
+        """Chunks covering ``range(total)``; ``timed`` lets the first ones search sizes.
 
         A chunk's time is from its yield to the next request: the caller's work on it.
-        ``chose`` hears the size settled on. After the trial, equal chunks: a small
-        remainder chunk would run at a poor rate.
+        A path no longer than the guess is one chunk, untimed.
+        After the search, equal chunks: a small remainder chunk would run at a poor rate.
         """
         start = 0
-        if timed and not self.fill and self.chosen is None:
-            first, second = self.first(bytes_per_point()), self.second(bytes_per_point())
-            if second != first and total >= first + second:
-                # The other size first: the first chunk pays warm-up costs, so a noisy
-                # trial falls back on the byte target.
-                per_point = {}
-                for size in (second, first):
-                    began = time.perf_counter()
-                    yield slice(start, start + size)
-                    per_point[size] = (time.perf_counter() - began) / size
-                    start += size
-                self.chosen = second if per_point[second] < per_point[first] else first
-                chose(self.chosen)
+        # A path that the guess takes in one chunk runs so: nothing to gain, and repeated
+        # calls then give bit-identical results.
+        timed = timed and not self.fill and total > self.first(bytes_per_point())
+        while timed and start < total:
+            size = self.trial(bytes_per_point(), total)
+            if size is None:
+                break
+            size = min(size, total - start)
+            began = self.clock()
+            yield slice(start, start + size)
+            self.timings.setdefault(size, []).append((self.clock() - began) / size)
+            start += size
         while start < total:
             left = total - start
             size = -(-left // -(-left // self.size(bytes_per_point())))
@@ -209,10 +236,10 @@ class ChunkPolicy:
 
 @dataclass
 class Remembered:
-    """What a model costs per path point, and the chunk size its timing settled on."""
+    """What a model costs per path point, and how fast chunk sizes ran (see ChunkPolicy)."""
 
     bytes_per_point: float
-    chunk: int | None = None
+    timings: dict[int, list[float]] = field(default_factory=dict)
 
 
 # Remembered per model and input signature so that repeated calls (a dataset explained
@@ -248,23 +275,18 @@ def remembered(problem: PathProblem) -> Remembered | None:
     return None if key is None else _MEMORY.get(key[0], {}).get(key[1])
 
 
-def remember(
-    problem: PathProblem, bytes_per_point: float | None = None, chunk: int | None = None
-) -> None:
-    """Record a measured cost per point and/or a chunk size settled on by timing."""
+def remember(problem: PathProblem, bytes_per_point: float) -> Remembered | None:
+    """Record a measured cost per point; the entry (None if the problem cannot be a key)."""
     key = _memory_key(problem)
     if key is None:
-        return
+        return None
     entries = _MEMORY.setdefault(key[0], {})
     known = entries.get(key[1])
     if known is None:
-        if bytes_per_point is not None:
-            entries[key[1]] = Remembered(bytes_per_point, chunk)
-        return
-    if bytes_per_point is not None:
+        known = entries[key[1]] = Remembered(bytes_per_point)
+    else:
         known.bytes_per_point = bytes_per_point
-    if chunk is not None:
-        known.chunk = chunk
+    return known
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -291,23 +313,36 @@ class Heap:
 
     Every chunk frees what the one before it allocated, but glibc's heap fragments
     over hundreds of chunks and the resident size creeps up (measured: +70% after 4096
-    steps on a CNN). When it has grown by half a chunk since the first chunk, hand
-    the free pages back with ``malloc_trim``; that happens rarely, so costs nothing
-    measurable (trimming after every chunk costs 16% through page faults).
+    steps on a CNN). The first :data:`HEAP_WARMUP` chunks of a size show the steady
+    state (glibc keeps a freed chunk's pages for the next one, so the resident size
+    settles about one chunk above where it started, give or take a chunk); once the
+    process grows by a chunk (or the swing seen, if larger) beyond the largest size seen
+    then, the free pages go back with
+    ``malloc_trim``. Trimming any earlier would hand back pages the next chunk needs
+    again: measured on a 64-px CNN, trimming every chunk costs 10–16% in page faults.
     """
 
     def __init__(self) -> None:
         self.ceiling: int | None = None
         self.largest = 0
+        self.seen = 0
+        self.peak = 0
+        self.low = 0
 
     def settle(self, chunk_bytes: int) -> None:
         if _TRIM is None:
             return
         resident = _resident_bytes()
-        if self.ceiling is None or chunk_bytes > self.largest:
-            # The first chunk, or a larger one than before (after a timed trial): the
-            # process may grow by what the larger chunk needs.
-            self.ceiling = resident + chunk_bytes // 2
-            self.largest = chunk_bytes
+        if chunk_bytes > self.largest:
+            # The first chunk, or a larger one than before (after a timed trial): watch
+            # the steady state again.
+            self.largest, self.seen, self.ceiling = chunk_bytes, 0, None
+        if self.ceiling is None:
+            self.peak = resident if self.seen == 0 else max(self.peak, resident)
+            self.low = resident if self.seen == 0 else min(self.low, resident)
+            self.seen += 1
+            if self.seen >= HEAP_WARMUP:
+                # A chunk (or the swing seen, if larger) above the steady state's peak.
+                self.ceiling = self.peak + max(self.largest, self.peak - self.low)
         elif resident > self.ceiling:
             _TRIM(0)
