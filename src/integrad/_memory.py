@@ -207,7 +207,9 @@ class ChunkPolicy:
         best = self.best(bytes_per_point)
         return self.first(bytes_per_point) if best is None else best
 
-    def slices(self, total: int, bytes_per_point: Callable[[], float], timed: bool) -> Iterator[slice]:
+    def slices(
+        self, total: int, bytes_per_point: Callable[[], float], timed: bool
+    ) -> Iterator[slice]:
         """Chunks covering ``range(total)``; ``timed`` lets the first ones search sizes.
 
         A chunk's time is from its yield to the next request: the caller's work on it.
