@@ -322,3 +322,19 @@ def test_a_completeness_gap_over_five_percent_warns_and_train_mode_buffers_are_k
             x, target=0, n_steps=1, method="riemann_left"
         )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_cost_per_point_is_measured_once_per_model_and_layer():
+    # Layer IG wraps the model afresh each call; its memory must not start over each call.
+    model = smooth_mlp()
+    calls: list[int] = []
+    model.register_forward_hook(lambda _m, args, _out: calls.append(int(args[0].shape[0])))
+    x = torch.rand(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    lig = integrad.LayerIntegratedGradients(model, model[1])
+    first = lig.attribute(x, target=0, n_steps=4)
+    calls_first, calls[:] = list(calls), []
+    second = lig.attribute(x, target=0, n_steps=4)
+    # The first call: x, the baselines, a probe of the cost per point, one 8-point chunk;
+    # the second: the same but the probe.
+    assert calls_first == [2, 2, 2, 8] and calls == [2, 2, 8]
+    assert torch.equal(first, second)

@@ -18,7 +18,7 @@ of two sizes timed on the first chunks (see ``bench/chunks.py`` and ``bench/zoo.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +75,10 @@ class PathProblem:
     model: nn.Module | None = None
     """The caller's model when ``forward_func`` wraps it (layer and neuron IG); else the
     module ``forward_func`` is or is a method of."""
+    remembered_as: tuple[Callable[..., Any], Hashable] | None = None
+    """For a ``forward_func`` made afresh each call (layer IG's wrapper): the caller's
+    function and a tag, under which the cost per point and chunk timings are remembered
+    from call to call (else under ``forward_func`` itself)."""
 
     @property
     def owner(self) -> nn.Module | None:

@@ -250,7 +250,7 @@ _MEMORY: weakref.WeakKeyDictionary[Any, dict[Hashable, Remembered]] = weakref.We
 
 
 def _memory_key(problem: PathProblem) -> tuple[Any, Hashable] | None:
-    func = problem.forward_func
+    func, tag = problem.remembered_as or (problem.forward_func, None)
     owner, code = (
         (func.__self__, func.__func__)
         if hasattr(func, "__self__") and hasattr(func, "__func__")
@@ -258,6 +258,7 @@ def _memory_key(problem: PathProblem) -> tuple[Any, Hashable] | None:
     )
     signature = (
         code,
+        tag,
         tuple((tuple(x.shape[1:]), x.dtype, x.device) for x in problem.inputs),
         tuple(
             (tuple(a.shape[1:]), a.dtype) if b else (type(a), getattr(a, "shape", None))

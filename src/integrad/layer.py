@@ -238,7 +238,10 @@ class LayerIntegratedGradients(GradientAttribution):
 
         def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine, bool]:
             evaluate = _Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
-            problem = PathProblem(evaluate, flat_x, flat_b, target_, model_args, model)
+            tag = ("layer", tuple(id(m) for m in layers), attribute_to_layer_input, reuse)
+            problem = PathProblem(
+                evaluate, flat_x, flat_b, target_, model_args, model, (self.forward_func, tag)
+            )
             engine = Engine(
                 problem,
                 max_memory=max_memory,
