@@ -12,8 +12,8 @@ holds ``max(1, internal_batch_size // batch)`` steps of every example). Otherwis
 it measures, with a forward pass on a few inputs, how many bytes of activations
 autograd saves per path point, and :class:`~integrad._memory.ChunkPolicy` sizes the
 chunks within ``max_memory`` (default :data:`DEFAULT_MAX_MEMORY`, or on CUDA a share of
-the free device memory): on CUDA as large as the budget allows, elsewhere at the faster
-of two sizes timed on the first chunks (see ``bench/chunks.py`` and ``bench/zoo.py``).
+the free device memory): on CUDA as large as the budget allows, elsewhere at the
+fastest size a timed search over the first chunks finds (see ``bench/zoo.py``).
 """
 
 from __future__ import annotations

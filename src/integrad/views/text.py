@@ -175,9 +175,7 @@ def _visible(unit: str) -> str:
     )
 
 
-def terminal(
-    attribution: TextAttribution, level: str = "word", *, ansi: bool | None = None
-) -> str:
+def terminal(attribution: TextAttribution, level: str = "word", *, ansi: bool | None = None) -> str:
     """Three lines: Captum's columns, the words on 24-bit ANSI backgrounds, the check.
 
     Red raises F, blue lowers it, strength relative to the text's largest |score|; each
