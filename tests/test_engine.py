@@ -86,18 +86,24 @@ def test_works_inside_no_grad():
     assert inside.attributions.abs().sum() > 0
 
 
-def test_bytes_per_point_is_remembered_and_rechecked():
+def test_bytes_per_point_is_remembered_and_counted_once_on_a_real_chunk():
     model = make_model()
     x = torch.rand(2, 4)
     first = _engine.Engine(path_problem(model, x, torch.zeros_like(x), 0))
     rows, alphas = torch.arange(2).repeat(4), torch.linspace(0, 1, 8).double()
     first.gradients(rows, alphas, torch.ones(8).double())
     assert _memory.remembered(first.problem).bytes_per_point == first.bytes_per_point
-    # A stale remembered figure (the model changed) is corrected on the first chunk.
-    _memory.remember(first.problem, 1.0)
+    # A figure from the probe's few points is counted again on the next call's first chunk;
+    # one counted on a real chunk is trusted from then on.
+    _memory.remember(first.problem, 1.0, on_chunk=False)
     again = _engine.Engine(first.problem)
     again.gradients(rows, alphas, torch.ones(8).double())
     assert again.bytes_per_point == first.bytes_per_point
+    assert _memory.remembered(first.problem).on_chunk
+    _memory.remember(first.problem, 2.0, on_chunk=True)
+    trusted = _engine.Engine(first.problem)
+    trusted.gradients(rows, alphas, torch.ones(8).double())
+    assert trusted.bytes_per_point == 2.0
 
 
 def test_gradients_report_the_target_output_at_every_point():

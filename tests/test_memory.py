@@ -52,26 +52,26 @@ def test_search_climbs_to_the_budget_when_calls_cost_more_than_points():
     assert max(sizes) == 4 * first  # never above the budget
 
 
-def test_search_finds_the_fastest_size_between_its_first_guesses():
-    # 1 MiB per point: the guess is the 32-point minimum; per point, 16 is fastest.
-    policy = _memory.ChunkPolicy(1 << 30, fill=False)
+def rate_best_at_16(size: int) -> float:
+    """Seconds for a chunk: per point, 16 points is fastest."""
+    return size * (1.0 + 0.1 * (math.log2(size) - 4) ** 2)
 
-    def cost(size: int) -> float:
-        return size * (1.0 + 0.1 * (math.log2(size) - 4) ** 2)
 
-    sizes = run_slices(policy, 400, float(1 << 20), cost)
-    assert sizes[:6] == [32, 32, 16, 16, 8, 8]
-    assert set(policy.timings) == {8, 16, 32} and policy.size(float(1 << 20)) == 16
-    assert set(sizes[6:]) <= {16, 15}  # equal chunks of the winner after the search
+def test_search_finds_the_fastest_size_away_from_its_guess():
+    # 4 MiB per point: the guess is the 8-point minimum; per point, 16 is fastest.
+    policy = _memory.ChunkPolicy(1 << 40, fill=False)
+    sizes = run_slices(policy, 400, float(4 << 20), rate_best_at_16)
+    assert sizes[:8] == [8, 8, 4, 4, 16, 16, 32, 32]
+    assert policy.trial(float(4 << 20), 400) is None and policy.size(float(4 << 20)) == 16
+    assert set(sizes[8:]) <= {15, 16}  # equal chunks of the winner after the search
 
 
 def test_a_search_too_long_for_one_call_goes_on_in_the_next():
-    policy = _memory.ChunkPolicy(1 << 30, fill=False)
-    cost = {32: 1.0 * 32, 16: 0.5 * 16, 8: 0.7 * 8}
-    calls = [run_slices(policy, 48, float(1 << 20), cost.__getitem__) for _ in range(4)]
-    assert calls[0] == [32, 16] and sorted(calls[1]) == [16, 32]  # each size timed twice
-    assert policy.trial(float(1 << 20), 48) is None and policy.size(float(1 << 20)) == 16
-    assert calls[3] == [16, 16, 16]
+    policy = _memory.ChunkPolicy(1 << 40, fill=False)
+    calls = [run_slices(policy, 40, float(4 << 20), rate_best_at_16) for _ in range(5)]
+    assert policy.trial(float(4 << 20), 40) is None and policy.size(float(4 << 20)) == 16
+    assert calls[-1] == [14, 13, 13]
+    assert set(policy.timings) == {4, 8, 16, 32}  # a cut-short last chunk is not timed
 
 
 def test_a_noisy_first_chunk_does_not_decide():
@@ -82,10 +82,10 @@ def test_a_noisy_first_chunk_does_not_decide():
     def cost(size: int) -> float:
         setup = 0.0 if size in seen else 100.0
         seen.add(size)
-        return setup + size * (1.0 if size == 32 else 2.0)
+        return setup + size * (1.0 if size == 8 else 2.0)
 
-    run_slices(policy, 400, float(1 << 20), cost)
-    assert policy.size(float(1 << 20)) == 32
+    run_slices(policy, 400, float(4 << 20), cost)
+    assert policy.size(float(4 << 20)) == 8
 
 
 def test_untimed_and_short_paths_run_in_equal_chunks_within_the_budget():

@@ -210,7 +210,7 @@ class Engine:
             else:
                 self.bytes_per_point = remembered.bytes_per_point
                 self.policy.timings = remembered.timings
-                self._recount = True
+                self._recount = not remembered.on_chunk
 
     def _chunks(self, total: int, timed: bool = False) -> Iterator[slice]:
         """Slices of ``range(total)``, one per chunk; ``timed``: gradient chunks that may
@@ -228,7 +228,7 @@ class Engine:
 
         The graph is dropped without a backward; the forward also surfaces a bad output
         or target before any real work. The figure is remembered for the same model
-        and input shapes, and re-measured on the first real chunk of later calls.
+        and input shapes, and counted again on the first real chunk of the next call.
         """
         device = self.evals.device
         rows = torch.arange(min(self.problem.batch, _PROBE_POINTS), device=device)
@@ -239,13 +239,15 @@ class Engine:
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 out = self._forward(points, rows)
             self._differentiable(self._select(out, rows))
-        self._measured(counter, points)
+        self._measured(counter, points, on_chunk=False)
 
-    def _measured(self, counter: SavedBytes, points: tuple[torch.Tensor, ...]) -> None:
+    def _measured(
+        self, counter: SavedBytes, points: tuple[torch.Tensor, ...], on_chunk: bool
+    ) -> None:
         # Points, their gradients and the saved activations live together.
         points_bytes = sum(p.nbytes for p in points)
         self.bytes_per_point = (counter.total + 2 * points_bytes) / counter.rows
-        known = _memory.remember(self.problem, self.bytes_per_point)
+        known = _memory.remember(self.problem, self.bytes_per_point, on_chunk)
         if known is not None:  # the chunk timings go on in the next call
             known.timings.update(self.policy.timings)
             self.policy.timings = known.timings
@@ -553,8 +555,13 @@ class Engine:
         sums = Accumulator(self.problem.inputs)
         outputs = []
         heap = Heap()
-        if self.bytes_per_point is None:  # a fixed internal_batch_size: count on the first chunk
-            self._recount = True
+        if self.bytes_per_point is None and self._fixed_chunk() is not None:
+            # A fixed internal_batch_size: the heap still wants the chunk's bytes.
+            known = _memory.remembered(self.problem)
+            if known is not None and known.on_chunk:
+                self.bytes_per_point = known.bytes_per_point
+            else:
+                self._recount = True
         for part in self._chunks(total, timed=self._timed):
             r, alphas, w = part_of(part)
             if build is not None:
@@ -596,7 +603,7 @@ class Engine:
             selected = self._differentiable(self._select(out, rows))
             if self._recount:
                 self._recount = False
-                self._measured(counter, points)
+                self._measured(counter, points, on_chunk=True)
             grads = torch.autograd.grad(
                 selected.sum(), points, allow_unused=True, **self.grad_kwargs
             )

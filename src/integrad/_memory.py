@@ -39,8 +39,11 @@ TARGET_CHUNK_BYTES = 12 << 20
 HEAP_WARMUP = 3
 """Chunks a :class:`Heap` watches before it trims: the resident size's steady state."""
 
-MIN_CHUNK_POINTS = 32
-"""Off CUDA, the first size tried holds at least this many points (per-call overhead)."""
+MIN_CHUNK_POINTS = 8
+"""Off CUDA, the first size tried holds at least this many points (per-call overhead).
+Measured best chunks (docs/benchmarks.md): 8 points of a ResNet-18 at 224 px (20 MiB of
+activations per point), 16 of a 64-px CNN (2 MiB), 16–48 of MiniLM (1.5 MiB); models that
+small start at the minimum and the search climbs from there."""
 
 LEAST_CHUNK_POINTS = 4
 """Off CUDA, the search tries no chunk smaller than this."""
@@ -91,8 +94,9 @@ class Accumulator:
     ) -> None:
         """Add ``Σ_p weights[p] · grads[p]`` to each example ``rows[p]`` of a chunk.
 
-        Where the chunk holds few examples per point (node-major chunks of a small batch),
-        one matrix product per input (examples × points by points × features) sums it in
+        Where the batch is small against the chunk's gradients (node-major chunks of a
+        small batch), one matrix product per input (examples × points by points × features,
+        zero where a point is another example's) sums it in
         the wide dtype, faster than a weighted ``index_add_`` of the widened gradients
         (measured: 53 vs 123 ms for 512 points of 3×64×64). With many examples and few
         features the mixing matrix would outgrow the gradients: then ``index_add_``.
@@ -100,14 +104,13 @@ class Accumulator:
         points = int(rows.numel())
         device = self.sums[0].device
         rows = rows.to(device)
-        examples, inverse = torch.unique(rows, return_inverse=True)
         w = weights.to(device, self.sums[0].dtype)
         for acc, g in zip(self.sums, grads, strict=True):
             flat = g.reshape(points, -1).to(acc.dtype)
-            if examples.numel() * points <= flat.numel():
-                mix = torch.zeros(int(examples.numel()), points, dtype=acc.dtype, device=device)
-                mix[inverse, torch.arange(points, device=device)] = w.to(acc.dtype)
-                acc.index_add_(0, examples, (mix @ flat).view(-1, *acc.shape[1:]))
+            if acc.shape[0] * points <= flat.numel():
+                mix = torch.zeros(acc.shape[0], points, dtype=acc.dtype, device=device)
+                mix[rows, torch.arange(points, device=device)] = w.to(acc.dtype)
+                acc.add_((mix @ flat).view(acc.shape))
             else:
                 acc.index_add_(0, rows, (flat * w.to(acc.dtype).unsqueeze(1)).view(g.shape))
 
@@ -224,11 +227,11 @@ class ChunkPolicy:
             size = self.trial(bytes_per_point(), total)
             if size is None:
                 break
-            size = min(size, total - start)
-            began = self.clock()
-            yield slice(start, start + size)
-            self.timings.setdefault(size, []).append((self.clock() - began) / size)
-            start += size
+            began, left = self.clock(), total - start
+            yield slice(start, start + min(size, left))
+            if size <= left:  # the path's last bit, cut short, says nothing of the size
+                self.timings.setdefault(size, []).append((self.clock() - began) / size)
+            start += min(size, left)
         while start < total:
             left = total - start
             size = -(-left // -(-left // self.size(bytes_per_point())))
@@ -242,6 +245,9 @@ class Remembered:
 
     bytes_per_point: float
     timings: dict[int, list[float]] = field(default_factory=dict)
+    on_chunk: bool = False
+    """Whether ``bytes_per_point`` was counted on a real chunk (else on the probe's few
+    points: the next call counts again)."""
 
 
 # Remembered per model and input signature so that repeated calls (a dataset explained
@@ -278,7 +284,7 @@ def remembered(problem: PathProblem) -> Remembered | None:
     return None if key is None else _MEMORY.get(key[0], {}).get(key[1])
 
 
-def remember(problem: PathProblem, bytes_per_point: float) -> Remembered | None:
+def remember(problem: PathProblem, bytes_per_point: float, on_chunk: bool) -> Remembered | None:
     """Record a measured cost per point; the entry (None if the problem cannot be a key)."""
     key = _memory_key(problem)
     if key is None:
@@ -286,9 +292,9 @@ def remember(problem: PathProblem, bytes_per_point: float) -> Remembered | None:
     entries = _MEMORY.setdefault(key[0], {})
     known = entries.get(key[1])
     if known is None:
-        known = entries[key[1]] = Remembered(bytes_per_point)
+        known = entries[key[1]] = Remembered(bytes_per_point, on_chunk=on_chunk)
     else:
-        known.bytes_per_point = bytes_per_point
+        known.bytes_per_point, known.on_chunk = bytes_per_point, on_chunk
     return known
 
 
