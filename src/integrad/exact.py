@@ -53,8 +53,9 @@ from torch import nn
 from torch.nn.modules import batchnorm, conv, dropout, padding, pooling
 
 from ._engine import Engine
-from ._hooks import call_scope, scoped
+from ._hooks import call_scope
 from ._modules import is_smooth_module, owner
+from ._regions import Data, Kinks, Override, Recorder, derivative, kinks
 
 _AFFINE = (
     nn.Linear, conv._ConvNd, batchnorm._BatchNorm, dropout._DropoutNd, nn.Flatten,
@@ -68,22 +69,9 @@ _NOT_PIECEWISE_LINEAR = (
     nn.TransformerDecoderLayer,
 )  # fmt: skip
 """Refused by name besides the smooth modules: these hold affine parts but are not affine."""
-_PATTERN_TOL = 64
-"""Elements within this many ulps of the layer's scale of a kink count as on it."""
 _CHECK_TOL = 1 << 14
 """Each segment's linearity check allows this many ulps of the output's scale."""
 _MAX_ROUNDS = 256
-
-
-def _kinks(module: nn.Module) -> tuple[float, ...] | None:
-    """Where an elementwise piecewise-linear module bends; None for other modules."""
-    if isinstance(module, (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU)):
-        return (0.0,)
-    if isinstance(module, nn.Hardtanh):  # also ReLU6
-        return (float(module.min_val), float(module.max_val))
-    if isinstance(module, nn.Softshrink):
-        return (-float(module.lambd), float(module.lambd))
-    return None
 
 
 def model_of(forward_func: Callable[..., Any]) -> nn.Module:
@@ -110,7 +98,7 @@ def check_model(forward_func: Callable[..., Any]) -> None:
             reason = "is in training mode (call model.eval())"
         elif isinstance(m, batchnorm._BatchNorm) and m.running_mean is None:
             reason = "uses batch statistics (track_running_stats=False)"
-        elif isinstance(m, pooling._MaxPoolNd) or _kinks(m) is not None:
+        elif isinstance(m, pooling._MaxPoolNd) or kinks(m) is not None:
             continue
         elif leaf and not isinstance(m, _AFFINE):
             reason = "is not a known affine or piecewise-linear layer"
@@ -119,198 +107,91 @@ def check_model(forward_func: Callable[..., Any]) -> None:
         raise ValueError(f"method='exact' needs a piecewise-linear model; {where} {reason}")
 
 
-_Data = tuple[torch.Tensor, ...]
-"""What one module call recorded at a batch of points (first dimension: the points)."""
-
-
-def _tolerance(scale: torch.Tensor) -> torch.Tensor:
-    info = torch.finfo(scale.dtype)
-    return (_PATTERN_TOL * info.eps * scale.clamp_min(info.tiny)).unsqueeze(-1)
-
-
-@dataclass(frozen=True)
-class _Kinks:
-    """A ReLU-like module: the side of each kink that every input element is on."""
-
-    at: tuple[float, ...]
-
-    def record(self, z: torch.Tensor) -> _Data:
-        """``(inputs, sides)``: -1 / +1 clearly below / above a kink, 0 on it (tolerance)."""
-        tol = _tolerance(z.abs().amax(1).clamp_min(max(abs(v) for v in self.at)))
-        if self.at == (0.0,):  # ReLU, LeakyReLU, PReLU: no copy of z shifted by 0
-            return z, (z > tol).to(torch.int8) - (z < -tol).to(torch.int8)
-        d = z.unsqueeze(-1) - torch.tensor(self.at, dtype=z.dtype, device=z.device)
-        tol = tol.unsqueeze(-1)
-        sides = (d > tol).to(torch.int8) - (d < -tol).to(torch.int8)
-        return z, sides.flatten(1)
-
-    def incompatible(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
-        # Unless an element is clearly on opposite sides of a kink at the two ends, the
-        # segment lies in one closed piece of every element.
-        return (data[1][ps] * data[1][pe] < 0).any(1)
-
-    def crossings(
-        self, data: _Data, ps: torch.Tensor, pe: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(segment, t)`` for every kink crossed: where on the segment, as a fraction."""
-        z, sides = data
-        ps, pe = ps.to(z.device), pe.to(z.device)
-        i, q = (sides[ps] * sides[pe] < 0).nonzero(as_tuple=True)
-        k = len(self.at)
-        at = torch.tensor(self.at, dtype=torch.float64, device=z.device)[q % k]
-        ds = z[ps[i], q // k].double() - at
-        de = z[pe[i], q // k].double() - at
-        return i, ds / (ds - de)
-
-
-@dataclass(frozen=True)
-class _Windows:
-    """A MaxPool module: which elements of each window are (within tolerance) its maximum."""
-
-    def record(self, w: torch.Tensor) -> _Data:
-        """``(windows, near-maximal elements, argmax)`` for windows ``(n, M, K)``."""
-        top, argmax = w.max(-1)
-        near = w >= top.unsqueeze(-1) - _tolerance(top.abs().amax(1)).unsqueeze(-1)
-        return w, near, argmax
-
-    def incompatible(self, data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
-        # Regions are convex: a maximiser shared by both ends is the maximum all along.
-        return self._unshared(data, ps, pe).any(1)
-
-    @staticmethod
-    def _unshared(data: _Data, ps: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
-        return ~(data[1][ps] & data[1][pe]).any(-1)
-
-    def crossings(
-        self, data: _Data, ps: torch.Tensor, pe: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(segment, t)`` where each end's maximiser j overtakes the start's maximiser i."""
-        w, _, argmax = data
-        ps, pe = ps.to(w.device), pe.to(w.device)
-        seg, window = self._unshared(data, ps, pe).nonzero(as_tuple=True)
-        i, j = argmax[ps[seg], window].unsqueeze(-1), argmax[pe[seg], window].unsqueeze(-1)
-        ws, we = w[ps[seg], window].double(), w[pe[seg], window].double()
-        gap_s = (ws.gather(-1, i) - ws.gather(-1, j)).squeeze(-1)
-        gap_e = (we.gather(-1, i) - we.gather(-1, j)).squeeze(-1)
-        return seg, gap_s / (gap_s - gap_e)
-
-
-def _pool_windows(pool: nn.Module, u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``(n, windows, window size)``: the inputs of every max of a MaxPoolNd, in order."""
-    d = 1 if isinstance(pool, nn.MaxPool1d) else 2 if isinstance(pool, nn.MaxPool2d) else 3
-    if u.dim() != d + 2:
-        raise ValueError(
-            f"method='exact': {type(pool).__name__} got an input of shape {tuple(u.shape)}; "
-            "the model must keep the batch dimension first"
-        )
-    size = [int(v) for v in out.shape[2:]]
-
-    def each(v: Any) -> list[int]:
-        return [int(a) for a in (v if isinstance(v, (tuple, list)) else [v] * d)]
-
-    k, p, dil = each(pool.kernel_size), each(pool.padding), each(pool.dilation)
-    s = each(pool.stride or pool.kernel_size)
-    pads: list[int] = []
-    for i in reversed(range(d)):
-        span = (size[i] - 1) * s[i] + (k[i] - 1) * dil[i] + 1
-        pads += [p[i], max(p[i], span - u.shape[2 + i] - p[i])]
-    w = nn.functional.pad(u, pads, value=-torch.inf)
-    for i in range(d):
-        w = w.unfold(2 + i, (k[i] - 1) * dil[i] + 1, s[i])
-    step: list[Any] = [Ellipsis, *(slice(None, None, v) for v in dil)]
-    crop: list[Any] = [slice(None), slice(None), *(slice(0, v) for v in size)]
-    return w[tuple(step)][tuple(crop)].reshape(u.shape[0], -1, int(torch.tensor(k).prod()))
-
-
-class _Recorder:
-    """Hooks that record each piecewise-linear module call's input, one chunk at a time."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.calls: list[tuple[nn.Module, _Kinks | _Windows]] = []
-        self.chunk: list[tuple[nn.Module, _Kinks | _Windows, torch.Tensor]] = []
-        self.handles: list[Any] = []
-        try:
-            for m in model.modules():
-                kinks = _kinks(m)
-                if isinstance(m, pooling._MaxPoolNd):
-                    self.handles.append(m.register_forward_hook(scoped(self._pool)))
-                elif kinks is not None:
-                    # Before the call: an in-place ReLU overwrites its input.
-                    hook = self._kinked(m, _Kinks(kinks))
-                    self.handles.append(m.register_forward_pre_hook(scoped(hook)))
-        except BaseException:
-            self.remove()
-            raise
-
-    def _kinked(self, m: nn.Module, kind: _Kinks) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            z = args[0].detach().flatten(1)
-            self.chunk.append((module, kind, z.clone() if getattr(module, "inplace", 0) else z))
-
-        return hook
-
-    def _pool(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        out = out[0] if isinstance(out, tuple) else out
-        self.chunk.append((module, _Windows(), _pool_windows(module, args[0].detach(), out)))
-
-    def begin(self) -> None:
-        self.chunk = []
-
-    def take(self, n: int) -> list[_Data]:
-        """This chunk's records, one per module call; the calls must repeat."""
-        calls = [(m, kind) for m, kind, _ in self.chunk]
-        if not self.calls:
-            self.calls = calls
-        if [m for m, _ in calls] != [m for m, _ in self.calls]:
-            raise ValueError(
-                "method='exact' needs the model to call the same activation modules on every "
-                "forward pass; the calls changed between path points"
-            )
-        out = []
-        for m, kind, z in self.chunk:
-            if z.shape[0] != n:
-                raise ValueError(
-                    f"method='exact': {type(m).__name__} received {z.shape[0]} rows for a "
-                    f"batch of {n} path points; the model must keep the batch dimension first"
-                )
-            out.append(kind.record(z))
-        return out
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
-
-
 @dataclass(frozen=True)
 class _Segments:
-    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there.
+    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there,
+    and ``known``, how many leading module calls agree on the whole segment. Packed in two
+    tensors so that selecting segments is two index operations."""
 
-    An end that was never evaluated (a switching point of the last recorded call, see
-    :func:`_regions`) has point id -1 and F = NaN.
+    ints: torch.Tensor
+    """``(n, 4)`` long: row, ps, pe, known."""
+    reals: torch.Tensor
+    """``(n, 4)`` float64: s, e, fs, fe."""
+
+    @staticmethod
+    def of(
+        row: torch.Tensor,
+        s: torch.Tensor,
+        e: torch.Tensor,
+        ps: torch.Tensor,
+        pe: torch.Tensor,
+        fs: torch.Tensor,
+        fe: torch.Tensor,
+        known: torch.Tensor,
+    ) -> _Segments:
+        return _Segments(torch.stack([row, ps, pe, known], 1), torch.stack([s, e, fs, fe], 1))
+
+    def __len__(self) -> int:
+        return int(self.ints.shape[0])
+
+    row = property(lambda self: self.ints[:, 0])
+    ps = property(lambda self: self.ints[:, 1])
+    pe = property(lambda self: self.ints[:, 2])
+    known = property(lambda self: self.ints[:, 3])
+    s = property(lambda self: self.reals[:, 0])
+    e = property(lambda self: self.reals[:, 1])
+    fs = property(lambda self: self.reals[:, 2])
+    fe = property(lambda self: self.reals[:, 3])
+
+    def take(self, index: torch.Tensor) -> _Segments:
+        """The segments at ``index`` (indices, not a mask)."""
+        return _Segments(self.ints.index_select(0, index), self.reals.index_select(0, index))
+
+    @staticmethod
+    def cat(parts: list[_Segments]) -> _Segments:
+        return _Segments(torch.cat([p.ints for p in parts]), torch.cat([p.reals for p in parts]))
+
+
+@dataclass(frozen=True)
+class _Hosts:
+    """Final segments, each to take one gradient at its midpoint: F known at both ends.
+
+    A host may span several regions that differ only in the last recorded call (a
+    ReLU-like one). The gradient pass then uses ``mean``, that call's derivative
+    averaged over the host per element (None when the last call is no ReLU-like one).
+    Each element ``bend_element`` of host ``bend_host`` that crosses a kink there has
+    ``bend``: its input's rise over the host times the change of its mean derivative
+    from the whole host to its first half, for the linearity check.
     """
 
     row: torch.Tensor
     s: torch.Tensor
     e: torch.Tensor
-    ps: torch.Tensor
-    pe: torch.Tensor
     fs: torch.Tensor
     fe: torch.Tensor
-    known: torch.Tensor
-    """Leading module calls whose pattern is known to agree on the whole segment."""
-
-    def take(self, index: torch.Tensor) -> _Segments:
-        return _Segments(*(t[index] for t in self.__dict__.values()))
+    mean: torch.Tensor | None
+    bend_host: torch.Tensor
+    bend_element: torch.Tensor
+    bend: torch.Tensor
 
     @staticmethod
-    def cat(parts: list[_Segments]) -> _Segments:
-        return _Segments(
-            *(torch.cat(ts) for ts in zip(*(p.__dict__.values() for p in parts), strict=True))
+    def cat(parts: list[_Hosts]) -> _Hosts:
+        start = torch.tensor([0] + [int(p.row.numel()) for p in parts[:-1]]).cumsum(0)
+        means = [p.mean for p in parts if p.mean is not None]
+        return _Hosts(
+            torch.cat([p.row for p in parts]),
+            torch.cat([p.s for p in parts]),
+            torch.cat([p.e for p in parts]),
+            torch.cat([p.fs for p in parts]),
+            torch.cat([p.fe for p in parts]),
+            torch.cat(means) if means else None,
+            torch.cat([p.bend_host + int(o) for p, o in zip(parts, start, strict=True)]),
+            torch.cat([p.bend_element for p in parts]),
+            torch.cat([p.bend for p in parts]),
         )
 
 
-_Store = list[_Data]
+_Store = list[Data]
 """Per recorded module call, what it recorded at every stored point."""
 
 
@@ -322,75 +203,148 @@ def exact(
     ``forward_func`` must have passed :func:`check_model`. With ``max_regions``, None as
     soon as some example is seen to cross more regions (before any gradient is taken).
     """
-    with call_scope():  # the recorder ignores other threads' forward passes
-        recorder = _Recorder(model_of(engine.problem.forward_func))
+    with call_scope():  # the hooks ignore other threads' forward passes
+        recorder = Recorder(model_of(engine.problem.forward_func))
         try:
             found = _regions(engine, recorder, max_regions)
         finally:
             recorder.remove()
-    if found is None:
-        return None
-    done, output, baseline_output = found
-    grads, regions = _integrate(engine, done)
+        if found is None:
+            return None
+        hosts, regions, output, baseline_output = found
+        grads = _integrate(engine, recorder, hosts)
     return grads, output, baseline_output, regions
 
 
 def _regions(
-    engine: Engine, recorder: _Recorder, max_regions: int | None = None
-) -> tuple[_Segments, torch.Tensor, torch.Tensor] | None:
+    engine: Engine, recorder: Recorder, max_regions: int | None = None
+) -> tuple[_Hosts, torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Split every example's path until each segment lies in one activation region.
 
     A segment cut at every switching point of its first differing call agrees on that
     call and every one before it between the cuts, so only the later calls are compared
-    again; after the last recorded call the model is affine, so a segment whose first
-    difference is there is final once cut, without a forward pass at the cuts.
+    again. A segment whose first difference is the last recorded call, a ReLU-like one,
+    is final as it is (a host): the model is affine after that call, so its regions
+    differ only in that call's derivative, which the crossings give without a forward
+    pass. Returns the hosts, the regions per example, F(x) and F(x').
     """
     batch = engine.problem.batch
-    min_len = 64 * torch.finfo(engine.problem.inputs[0].dtype).eps
+    x = engine.problem.inputs[0]
+    min_len = 64 * torch.finfo(x.dtype).eps
     rows = torch.arange(batch)
     zero, one = torch.zeros(batch, dtype=torch.float64), torch.ones(batch, dtype=torch.float64)
     store, values = _evaluate(engine, recorder, rows.repeat(2), torch.cat([zero, one]))
     f0, f1 = values[:batch], values[batch:]
-    seg = _Segments(rows, zero, one, rows, rows + batch, f0, f1, torch.zeros_like(rows))
+    seg = _Segments.of(rows, zero, one, rows, rows + batch, f0, f1, torch.zeros_like(rows))
     last = len(recorder.calls) - 1
-    done = []
+    whole = torch.tensor([isinstance(kind, Kinks) for _, kind in recorder.calls], dtype=torch.bool)
+    spread = last >= 0 and bool(whole[last])
+    hosts: list[_Hosts] = []
+    regions = torch.zeros(batch, dtype=torch.long)
     for _ in range(_MAX_ROUNDS):
-        first = _first_difference(recorder, store, seg)
+        first, opposite = _first_difference(recorder, store, seg)
         final = (first < 0) | (seg.e - seg.s <= min_len)
-        done.append(seg.take(final))
-        seg, first = seg.take(~final), first[~final]
-        if seg.row.numel() == 0:
-            x = engine.problem.inputs[0]
-            return _Segments.cat(done), f1.to(x), f0.to(x)
-        which, alpha, halved = _switches(recorder, store, seg, first)
-        if max_regions is not None:
-            rows_seen = torch.cat([*(d.row for d in done), seg.row, seg.row[which]])
-            if int(torch.bincount(rows_seen).max()) > max_regions:
-                return None
+        if bool(final.all()):
+            hosts.append(_host(recorder, store, seg, spread, None))
+            regions += torch.bincount(seg.row, minlength=batch)
+            return _Hosts.cat(hosts), regions, f1.to(x), f0.to(x)
+        at = (~final).nonzero().squeeze(1)
+        number = torch.full((len(seg),), -1)
+        number[at] = torch.arange(int(at.numel()))
+        opn, first = seg.take(at), first[at]
+        which, alpha, halved, cross = _switches(
+            recorder, store, seg, opn, opposite, number, last if spread else -1
+        )
         # A ReLU-like call's input is affine on the segment: every crossing is found. A
         # max-pooling window may change hands more than once: it is compared again.
-        whole = torch.tensor([isinstance(kind, _Kinks) for _, kind in recorder.calls])
         known = torch.where(halved | ~whole[first], first, first + 1)
         blind = (first == last) & (known > first)
+        if max_regions is not None:
+            seen = regions + torch.bincount(torch.cat([seg.row, opn.row[which]]), minlength=batch)
+            if int(seen.max()) > max_regions:
+                return None
         cut = blind[which]
-        nowhere, unknown = -torch.ones_like(which[cut]), torch.full_like(alpha[cut], torch.nan)
-        done.append(_parts(seg, which[cut], alpha[cut], nowhere, unknown, known))
-        if bool(blind.all()):
-            seg = seg.take(~blind)
-            continue
-        renumber = torch.cumsum(~blind, 0) - 1
-        seg, known = seg.take(~blind), known[~blind]
+        finals = final.nonzero().squeeze(1)
+        ends = _Segments.cat([seg.take(finals), opn.take(blind.nonzero().squeeze(1))])
+        if cross is not None:  # the blind segments' crossings, numbered as in ends
+            h, q, t = cross
+            on = blind[h]
+            rank = int(finals.numel()) + torch.cumsum(blind, 0) - 1
+            cross = (rank[h[on]], q[on.to(q.device)], t[on.to(t.device)])
+        hosts.append(_host(recorder, store, ends, spread, cross))
+        regions += torch.bincount(torch.cat([ends.row, opn.row[which[cut]]]), minlength=batch)
+        rest = ~blind
+        if not bool(rest.any()):
+            return _Hosts.cat(hosts), regions, f1.to(x), f0.to(x)
+        renumber = torch.cumsum(rest, 0) - 1
+        opn, known = opn.take(rest.nonzero().squeeze(1)), known[rest]
         which, alpha = renumber[which[~cut]], alpha[~cut]
-        new, new_values = _evaluate(engine, recorder, seg.row[which], alpha)
-        seg, store = _split(seg, store, which, alpha, new, new_values, known)
+        new, new_values = _evaluate(engine, recorder, opn.row[which], alpha)
+        seg, store = _split(opn, store, which, alpha, new, new_values, known)
     raise ValueError(
         f"method='exact' did not separate the activation regions in {_MAX_ROUNDS} rounds; "
         "the model is probably not piecewise-linear in its inputs"
     )
 
 
+def _host(
+    recorder: Recorder,
+    store: _Store,
+    ends: _Segments,
+    spread: bool,
+    cross: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> _Hosts:
+    """Hosts ``ends``, whose elements ``cross = (host, element, t)`` cross a kink of the
+    last recorded call at ``t``; if ``spread``, that call's derivative averaged over each.
+
+    Each element's input is affine on a host: its mean derivative is the derivative at
+    the host's midpoint unless it crosses a kink there, and then the length-weighted
+    sum over its own pieces.
+    """
+    empty = torch.zeros(0, dtype=torch.long)
+    if not spread:
+        return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, None, empty, empty, empty)
+    (module, kind), shape, data = recorder.calls[-1], recorder.shapes[-1], store[-1]
+    assert isinstance(kind, Kinks)  # spread: the last call is ReLU-like
+    z = data[0]
+    u0, u1 = z.index_select(0, ends.ps.to(z.device)), z.index_select(0, ends.pe.to(z.device))
+    if cross is None or not cross[0].numel():
+        mean = derivative(module, u0.add_(u1).mul_(0.5), shape)
+        return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, mean, empty, empty, empty)
+    h, q, t = cross
+    h = h.to(z.device)
+    if len(kind.at) > 1:  # an element may cross two kinks: in order along the path
+        order = torch.argsort(t, stable=True)
+        order = order[torch.argsort((h * z.shape[1] + q)[order], stable=True)]
+        h, q, t = h[order], q[order], t[order]
+    head = torch.ones_like(h, dtype=torch.bool)
+    head[1:] = (h[1:] != h[:-1]) | (q[1:] != q[:-1])
+    tail = head.roll(-1)
+    group = torch.cumsum(head, 0) - 1
+    a, b = u0[h, q], u1[h, q]
+    mean = derivative(module, u0.add_(u1).mul_(0.5), shape)
+
+    def average(end: float) -> torch.Tensor:
+        """Per crossing element, its mean derivative over the first ``end`` of the host."""
+        cut = t.clamp(0.0, end)
+        prev = torch.where(head, 0.0, cut.roll(1))
+        pieces = (cut - prev) * derivative(
+            module, torch.lerp(a, b, (prev + cut).to(a) / 2), shape, q
+        )
+        rest = (end - cut) * derivative(module, torch.lerp(a, b, (cut + end).to(a) / 2), shape, q)
+        total = pieces + torch.where(tail, rest, 0.0)
+        sums = torch.zeros(int(group[-1]) + 1, dtype=total.dtype, device=total.device)
+        return sums.index_add_(0, group, total) / end
+
+    whole, half = average(1.0), average(0.5)
+    hh, qq = h[head], q[head]
+    mean[hh, qq] = whole.to(mean)
+    bend = (half - whole).double() * (b - a)[head].double()
+    return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, mean, hh.cpu(), qq, bend)
+
+
 def _evaluate(
-    engine: Engine, recorder: _Recorder, rows: torch.Tensor, alphas: torch.Tensor
+    engine: Engine, recorder: Recorder, rows: torch.Tensor, alphas: torch.Tensor
 ) -> tuple[_Store, torch.Tensor]:
     """Recorded module inputs and the target output at path points (forward passes only)."""
     chunks, values = [], []
@@ -416,53 +370,81 @@ def _cat(parts: Any, rows: list[torch.Tensor] | None = None) -> torch.Tensor:
     return out
 
 
-def _first_difference(recorder: _Recorder, store: _Store, seg: _Segments) -> torch.Tensor:
-    """Per segment, the first module call whose pattern differs between its ends (or -1)."""
-    first = torch.full((int(seg.row.numel()),), -1)
-    open_ = torch.arange(int(seg.row.numel()))
+def _first_difference(
+    recorder: Recorder, store: _Store, seg: _Segments
+) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per segment, the first module call whose pattern differs between its ends (or -1),
+    and per such call ``c``: ``(segments, where they differ)`` (see ``opposite``)."""
+    n = len(seg)
+    first = torch.full((n,), -1)
+    open_ = torch.arange(n)
+    known, ps, pe = seg.known, seg.ps, seg.pe
+    found = {}
     for c, (_, kind) in enumerate(recorder.calls):
-        check = open_[seg.known[open_] <= c]
-        if check.numel():
-            differs = kind.incompatible(store[c], seg.ps[check], seg.pe[check]).cpu()
-            first[check[differs]] = c
+        check = open_[known[open_] <= c]
+        if not check.numel():
+            continue
+        opposite = kind.opposite(store[c], ps[check], pe[check])
+        differs = (opposite.amin(1) < 0).nonzero().squeeze(1)
+        if differs.numel():
+            sel = check[differs.cpu()]
+            first[sel] = c
+            found[c] = (sel, opposite.index_select(0, differs))
             open_ = open_[first[open_] < 0]
-    return first
+    return first, found
 
 
 def _switches(
-    recorder: _Recorder, store: _Store, seg: _Segments, first: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Switching points ``(segment index, alpha)`` of each segment's first differing call,
-    and per segment whether it was halved instead (no switching point found inside).
+    recorder: Recorder,
+    store: _Store,
+    seg: _Segments,
+    opn: _Segments,
+    opposite: dict[int, tuple[torch.Tensor, torch.Tensor]],
+    number: torch.Tensor,
+    spread: int,
+) -> tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+]:
+    """Switching points ``(open segment, alpha)`` of the first differing call of each
+    open segment ``opn`` (segment ``i`` of ``seg`` is open segment ``number[i]``, or -1),
+    per open segment whether it was halved instead (no switching point found inside),
+    and the crossings ``(open segment, element, t)`` of call ``spread``.
 
     Everything before that call agrees at both ends and regions are convex, so the
     call's input is affine on the segment: its kinks are crossed where linear
     interpolation between the ends' values says. Sorted by segment, then alpha.
     """
     found, ts = [], []
-    for c in first.unique().tolist():
-        sel = (first == c).nonzero().squeeze(1)
-        i, t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel])
-        found.append(sel[i.cpu()])
-        ts.append(t.cpu())
+    cross = None
+    for c, (sel, differs) in opposite.items():
+        i, q, t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel], differs)
+        own = number[sel[i.cpu()]]
+        on = own >= 0
+        own, t = own[on], t.cpu()[on]
+        found.append(own)
+        ts.append(t)
+        if c == spread:
+            cross = (own, q[on.to(q.device)], t)
     which, t = torch.cat(found), torch.cat(ts)
-    alpha = seg.s[which] + t * (seg.e - seg.s)[which]
-    inside = (alpha > seg.s[which]) & (alpha < seg.e[which])
+    s, e = opn.s[which], opn.e[which]
+    alpha = s + t * (e - s)
+    inside = ((alpha > s) & (alpha < e)).nonzero().squeeze(1)
     which, alpha = which[inside], alpha[inside]
     # Never expected, but a segment must always shrink: halve one without a crossing.
-    lost = torch.ones(int(seg.row.numel()), dtype=torch.bool)
+    lost = torch.ones(len(opn), dtype=torch.bool)
     lost[which] = False
-    lost_idx = lost.nonzero().squeeze(1)
-    which = torch.cat([which, lost_idx])
-    alpha = torch.cat([alpha, (seg.s[lost_idx] + seg.e[lost_idx]) / 2])
+    if bool(lost.any()):
+        lost_at = lost.nonzero().squeeze(1)
+        which = torch.cat([which, lost_at])
+        alpha = torch.cat([alpha, (opn.s[lost_at] + opn.e[lost_at]) / 2])
     order = torch.argsort(alpha, stable=True)
-    which, alpha = which[order], alpha[order]
-    order = torch.argsort(which, stable=True)
+    order = order[torch.argsort(which[order], stable=True)]
     which, alpha = which[order], alpha[order]
     # Neurons switching at the same point need one evaluation.
     keep = torch.ones_like(which, dtype=torch.bool)
     keep[1:] = (which[1:] != which[:-1]) | (alpha[1:] > alpha[:-1])
-    return which[keep], alpha[keep], lost
+    keep = keep.nonzero().squeeze(1)
+    return which[keep], alpha[keep], lost, cross
 
 
 def _parts(
@@ -477,16 +459,17 @@ def _parts(
     points have ids ``ids`` and F ``values``; each part knows ``known[segment]`` calls."""
     head = torch.ones_like(which, dtype=torch.bool)
     head[1:] = which[1:] != which[:-1]
-    tail = torch.ones_like(head)
-    tail[:-1] = head[1:]
+    tail = head.roll(-1)
+    src = seg.take(which)
     # One part ends at each new point; it starts at the previous one or the segment's start.
-    s = torch.where(head, seg.s[which], alpha.roll(1))
-    ps = torch.where(head, seg.ps[which], ids.roll(1))
-    fs = torch.where(head, seg.fs[which], values.roll(1))
-    parts = _Segments(seg.row[which], s, alpha, ps, ids, fs, values, known[which])
+    s = torch.where(head, src.s, alpha.roll(1))
+    ps = torch.where(head, src.ps, ids.roll(1))
+    fs = torch.where(head, src.fs, values.roll(1))
+    parts = _Segments.of(src.row, s, alpha, ps, ids, fs, values, known[which])
+    end = src.take(tail.nonzero().squeeze(1))
     w = which[tail]
-    rest = _Segments(
-        seg.row[w], alpha[tail], seg.e[w], ids[tail], seg.pe[w], values[tail], seg.fe[w], known[w]
+    rest = _Segments.of(
+        end.row, alpha[tail], end.e, ids[tail], end.pe, values[tail], end.fe, known[w]
     )
     return _Segments.cat([parts, rest])
 
@@ -501,16 +484,21 @@ def _split(
     known: torch.Tensor,
 ) -> tuple[_Segments, _Store]:
     """Cut the segments at the new points; keep only the points that still bound one."""
-    n_old = int(store[0][0].shape[0]) if store else int(torch.cat([seg.ps, seg.pe]).max()) + 1
-    out = _parts(seg, which, alpha, n_old + torch.arange(int(which.numel())), values, known)
-    kept = torch.cat([out.ps, out.pe]).unique()
-    old, fresh = kept[kept < n_old], kept[kept >= n_old] - n_old
+    n_old = int(store[0][0].shape[0]) if store else int(seg.ints[:, 1:3].max()) + 1
+    n_new = int(which.numel())
+    out = _parts(seg, which, alpha, n_old + torch.arange(n_new), values, known)
+    used = torch.zeros(n_old + n_new, dtype=torch.bool)
+    used[out.ints[:, 1:3].flatten()] = True
+    kept = used.nonzero().squeeze(1)
+    n_kept_old = int(used[:n_old].sum())
+    old, fresh = kept[:n_kept_old], kept[n_kept_old:] - n_old
     merged = [
         tuple(_cat([a, b], [old, fresh]) for a, b in zip(data, more, strict=True))
         for data, more in zip(store, new, strict=True)
     ]
-    remap = torch.searchsorted(kept, torch.stack([out.ps, out.pe]))
-    return _Segments(out.row, out.s, out.e, remap[0], remap[1], out.fs, out.fe, out.known), merged
+    ints = out.ints.clone()
+    ints[:, 1:3] = (torch.cumsum(used, 0) - 1)[out.ints[:, 1:3]]
+    return _Segments(ints, out.reals), merged
 
 
 class _Slopes:
@@ -532,38 +520,47 @@ class _Slopes:
         return grads
 
 
-def _integrate(engine: Engine, seg: _Segments) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """Σ length × gradient at the midpoint, per example, after checking each segment is linear."""
+def _integrate(engine: Engine, recorder: Recorder, hosts: _Hosts) -> tuple[torch.Tensor, ...]:
+    """Σ length × gradient at the midpoint, per example, after checking each host is
+    what the recorded patterns say: affine in each region, continuous."""
     problem = engine.problem
     diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
-    slopes = _Slopes(diffs, seg.row)
-    length = seg.e - seg.s
-    result = engine.gradients(seg.row, (seg.s + seg.e) / 2, length, transform=slopes)
+    override = None
+    if hosts.mean is not None:
+        module = recorder.calls[-1][0]
+        every = sum(m is module for m, _ in recorder.calls)
+        override = Override(module, every, hosts.mean, hosts.bend_host, hosts.bend_element)
+    slopes = _Slopes(diffs, hosts.row)
+    length = hosts.e - hosts.s
+    try:
+        result = engine.gradients(hosts.row, (hosts.s + hosts.e) / 2, length, transform=slopes)
+    finally:
+        if override is not None:
+            override.remove()
     slope, f_mid = torch.cat(slopes.parts), result.outputs.double().cpu()
-    # Each segment's affine model, F(mid) ± slope × length / 2, must give F where it was
-    # evaluated and agree with the next segment's at their shared end (F is continuous).
-    order = torch.argsort(seg.s, stable=True)
-    order = order[torch.argsort(seg.row[order], stable=True)]
+    # The rise of F over each half of a host: the mean slope times the half length, but
+    # the half's own mean derivative in the last call (c · Δ derivative ⊙ its input's rise).
     half = slope * length / 2
-    at_s, at_e = f_mid - half, f_mid + half
-    off = torch.maximum((at_s - seg.fs).abs().nan_to_num(0), (at_e - seg.fe).abs().nan_to_num(0))
-    s_sorted, e_sorted = at_s[order], at_e[order]
-    same = seg.row[order][1:] == seg.row[order][:-1]
-    joint = torch.where(same, (e_sorted[:-1] - s_sorted[1:]).abs(), 0.0)
-    off[order[:-1]] = torch.maximum(off[order[:-1]], joint)
+    lean = torch.zeros_like(half)
+    if override is not None and hosts.bend.numel():
+        lean.index_add_(0, hosts.bend_host, (override.kept.double() * hosts.bend).cpu() / 2)
+    off = torch.maximum(
+        (f_mid - hosts.fs - (half + lean)).abs(), (hosts.fe - f_mid - (half - lean)).abs()
+    )
     # Tolerance: ulps of the largest |F| and |dF/dα| seen on the example's path.
-    ends = torch.stack([seg.fs.abs(), seg.fe.abs()]).nan_to_num(0)
-    size = torch.cat([ends, torch.stack([f_mid.abs(), slope.abs()])]).amax(0)
-    scale = torch.zeros(problem.batch, dtype=torch.float64).scatter_reduce(0, seg.row, size, "amax")
-    tol = _CHECK_TOL * torch.finfo(problem.inputs[0].dtype).eps * scale[seg.row]
+    steep = slope.abs() + 2 * lean.abs() / length
+    size = torch.stack([hosts.fs.abs(), hosts.fe.abs(), f_mid.abs(), steep]).amax(0)
+    zeros = torch.zeros(problem.batch, dtype=torch.float64)
+    scale = zeros.scatter_reduce(0, hosts.row, size, "amax")
+    tol = _CHECK_TOL * torch.finfo(problem.inputs[0].dtype).eps * scale[hosts.row]
     bad = (off > tol).nonzero().squeeze(1)
     if bad.numel():
         i = int(bad[0])
         raise ValueError(
             "method='exact' needs a piecewise-linear model, but the output is not linear "
             f"on a segment where every activation module keeps its pattern (example "
-            f"{int(seg.row[i])}, alpha in [{float(seg.s[i]):.6g}, {float(seg.e[i]):.6g}], off "
-            f"by {float(off[i]):.3g}): forward probably applies a nonlinearity that is not a "
-            "module (torch.sigmoid, F.relu, ...); use modules such as nn.ReLU, nn.MaxPool2d"
+            f"{int(hosts.row[i])}, alpha in [{float(hosts.s[i]):.6g}, {float(hosts.e[i]):.6g}], "
+            f"off by {float(off[i]):.3g}): forward probably applies a nonlinearity that is not "
+            "a module (torch.sigmoid, F.relu, ...); use modules such as nn.ReLU, nn.MaxPool2d"
         )
-    return result.sums, torch.bincount(seg.row, minlength=problem.batch)
+    return result.sums
