@@ -46,7 +46,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -134,14 +135,18 @@ class _Segments:
     def __len__(self) -> int:
         return int(self.ints.shape[0])
 
-    row = property(lambda self: self.ints[:, 0])
-    ps = property(lambda self: self.ints[:, 1])
-    pe = property(lambda self: self.ints[:, 2])
-    known = property(lambda self: self.ints[:, 3])
-    s = property(lambda self: self.reals[:, 0])
-    e = property(lambda self: self.reals[:, 1])
-    fs = property(lambda self: self.reals[:, 2])
-    fe = property(lambda self: self.reals[:, 3])
+    @cached_property
+    def _columns(self) -> tuple[torch.Tensor, ...]:
+        return (*self.ints.unbind(1), *self.reals.unbind(1))
+
+    row = property(lambda self: self._columns[0])
+    ps = property(lambda self: self._columns[1])
+    pe = property(lambda self: self._columns[2])
+    known = property(lambda self: self._columns[3])
+    s = property(lambda self: self._columns[4])
+    e = property(lambda self: self._columns[5])
+    fs = property(lambda self: self._columns[6])
+    fe = property(lambda self: self._columns[7])
 
     def take(self, index: torch.Tensor) -> _Segments:
         """The segments at ``index`` (indices, not a mask)."""
@@ -304,15 +309,15 @@ def _host(
     empty = torch.zeros(0, dtype=torch.long)
     if not spread:
         return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, None, empty, empty, empty)
-    (module, kind), shape, data = recorder.calls[-1], recorder.shapes[-1], store[-1]
-    assert isinstance(kind, Kinks)  # spread: the last call is ReLU-like
+    (module, called), shape, data = recorder.calls[-1], recorder.shapes[-1], store[-1]
+    kind = cast(Kinks, called)  # spread: the last call is ReLU-like
     z = data[0]
     u0, u1 = z.index_select(0, ends.ps.to(z.device)), z.index_select(0, ends.pe.to(z.device))
     if cross is None or not cross[0].numel():
         mean = derivative(module, u0.add_(u1).mul_(0.5), shape)
         return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, mean, empty, empty, empty)
     h, q, t = cross
-    h = h.to(z.device)
+    h, t = h.to(z.device), t.to(z.device)
     if len(kind.at) > 1:  # an element may cross two kinks: in order along the path
         order = torch.argsort(t, stable=True)
         order = order[torch.argsort((h * z.shape[1] + q)[order], stable=True)]
@@ -324,19 +329,15 @@ def _host(
     a, b = u0[h, q], u1[h, q]
     mean = derivative(module, u0.add_(u1).mul_(0.5), shape)
 
-    def average(end: float) -> torch.Tensor:
-        """Per crossing element, its mean derivative over the first ``end`` of the host."""
-        cut = t.clamp(0.0, end)
-        prev = torch.where(head, 0.0, cut.roll(1))
-        pieces = (cut - prev) * derivative(
-            module, torch.lerp(a, b, (prev + cut).to(a) / 2), shape, q
-        )
-        rest = (end - cut) * derivative(module, torch.lerp(a, b, (cut + end).to(a) / 2), shape, q)
-        total = pieces + torch.where(tail, rest, 0.0)
-        sums = torch.zeros(int(group[-1]) + 1, dtype=total.dtype, device=total.device)
-        return sums.index_add_(0, group, total) / end
-
-    whole, half = average(1.0), average(0.5)
+    # Per crossing element, its mean derivative over the whole host and its first half.
+    end = torch.tensor([[1.0], [0.5]], dtype=torch.float64, device=t.device)
+    cut = torch.minimum(t.clamp(min=0.0), end)
+    prev = torch.where(head, 0.0, cut.roll(1, 1))
+    on = torch.lerp(a, b, torch.cat([prev + cut, cut + end]).to(a) / 2)
+    slope = derivative(module, on, shape, q.expand(4, -1)).double()
+    total = (cut - prev) * slope[:2] + torch.where(tail, (end - cut) * slope[2:], 0.0)
+    sums = torch.zeros(2, int(group[-1]) + 1, dtype=torch.float64, device=t.device)
+    whole, half = sums.index_add_(1, group, total).div_(end)
     hh, qq = h[head], q[head]
     mean[hh, qq] = whole.to(mean)
     bend = (half - whole).double() * (b - a)[head].double()
@@ -380,12 +381,19 @@ def _first_difference(
     open_ = torch.arange(n)
     known, ps, pe = seg.known, seg.ps, seg.pe
     found = {}
+    start, top = (int(known.min()), int(known.max())) if n else (0, 0)
     for c, (_, kind) in enumerate(recorder.calls):
-        check = open_[known[open_] <= c]
+        if c < start:  # known to agree on every segment
+            continue
+        check = open_ if c >= top else open_[known[open_] <= c]
         if not check.numel():
             continue
         opposite = kind.opposite(store[c], ps[check], pe[check])
         differs = (opposite.amin(1) < 0).nonzero().squeeze(1)
+        if differs.numel() == check.numel():  # all differ: no selection to copy
+            first[check] = c
+            found[c] = (check, opposite)
+            break
         if differs.numel():
             sel = check[differs.cpu()]
             first[sel] = c
@@ -416,16 +424,19 @@ def _switches(
     """
     found, ts = [], []
     cross = None
+    every = len(opn) == len(seg)  # every segment open: the numbers are the identity
     for c, (sel, differs) in opposite.items():
         i, q, t = recorder.calls[c][1].crossings(store[c], seg.ps[sel], seg.pe[sel], differs)
-        own = number[sel[i.cpu()]]
-        on = own >= 0
-        own, t = own[on], t.cpu()[on]
+        own, t = sel[i.cpu()], t.cpu()
+        if not every:
+            own = number[own]
+            on = (own >= 0).nonzero().squeeze(1)
+            own, t, q = own[on], t[on], q[on.to(q.device)]
         found.append(own)
         ts.append(t)
         if c == spread:
-            cross = (own, q[on.to(q.device)], t)
-    which, t = torch.cat(found), torch.cat(ts)
+            cross = (own, q, t)
+    which, t = (found[0], ts[0]) if len(found) == 1 else (torch.cat(found), torch.cat(ts))
     s, e = opn.s[which], opn.e[which]
     alpha = s + t * (e - s)
     inside = ((alpha > s) & (alpha < e)).nonzero().squeeze(1)
