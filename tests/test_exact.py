@@ -317,7 +317,8 @@ def test_kinked_activations_equal_their_relu_form(act, kinks, slopes, c0):
     ids=lambda m: type(m).__name__,
 )
 def test_derivatives_of_kinked_modules_equal_autograd_also_on_their_kinks(act):
-    from integrad._regions import derivative, kinks
+    from integrad._hosts import derivative
+    from integrad._regions import kinks
 
     # Random points, and every kink itself: PyTorch's backward decides the value there.
     on = [torch.full((1, 3, 5), at, dtype=torch.float64) for at in kinks(act)]

@@ -2,16 +2,15 @@
 
 :class:`Recorder` hooks every ReLU-like module (the side of its kinks each input element
 is on) and MaxPool (which elements of each window are maximal) during the forward passes
-that locate the switching points. :class:`Override` hooks the last recorded module call
-during the gradient pass, replacing its elementwise derivative by a given one (the
-length-weighted mean over the regions a segment crosses) and keeping the gradient that
-reaches its output, for the linearity check.
+that locate the switching points; :class:`Segments` are the pieces of the paths between
+recorded points.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -214,111 +213,54 @@ class Recorder:
         self.handles = []
 
 
-def derivative(
-    module: nn.Module, z: torch.Tensor, shape: torch.Size, element: torch.Tensor | None = None
-) -> torch.Tensor:
-    """A ReLU-like module's derivative at inputs ``z`` (overwritten): flattened points of
-    ``shape``, or single values of the flattened elements ``element``.
-
-    As PyTorch's backward defines it, also on a kink (ReLU: 0 at 0; Hardtanh: 0 at
-    its bounds; Softshrink: 0 at ±lambd); PReLU's slopes are per channel (dim 1).
-    """
-
-    def above(v: torch.Tensor) -> torch.Tensor:  # 1 where v > 0, else 0 (fast on CPU)
-        return v.sign_().clamp_(min=0)
-
-    if isinstance(module, nn.ReLU):
-        return above(z)
-    if isinstance(module, (nn.LeakyReLU, nn.RReLU, nn.PReLU)):
-        if isinstance(module, nn.LeakyReLU):
-            slope: float | torch.Tensor = module.negative_slope
-        elif isinstance(module, nn.RReLU):  # eval mode (check_model): the mean slope
-            slope = (module.lower + module.upper) / 2
-        else:
-            slope = module.weight.detach().to(z)
-            if slope.numel() > 1:
-                slope = slope.view(-1, *[1] * (len(shape) - 1)).expand(shape).flatten()
-                slope = slope if element is None else slope[element.to(slope.device)]
-        return above(z).mul_(1 - slope).add_(slope)
-    if isinstance(module, nn.Hardtanh):
-        return above(module.max_val - z).mul_(above(z.sub_(module.min_val)))
-    if isinstance(module, nn.Softshrink):
-        return above(-module.lambd - z).add_(above(z.sub_(module.lambd)))
-    raise TypeError(f"integrad internal error: {type(module).__name__} is not ReLU-like")
+Store = list[Data]
+"""Per recorded module call, what it recorded at every stored point."""
 
 
-class _Through(torch.autograd.Function):
-    """``v``'s value, with ``slopes ⊙`` the output gradient as the gradient of ``u``."""
+@dataclass(frozen=True)
+class Segments:
+    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there,
+    and ``known``, how many leading module calls agree on the whole segment. Packed in two
+    tensors so that selecting segments is two index operations."""
+
+    ints: torch.Tensor
+    """``(n, 4)`` long: row, ps, pe, known."""
+    reals: torch.Tensor
+    """``(n, 4)`` float64: s, e, fs, fe."""
 
     @staticmethod
-    def forward(
-        ctx: Any, u: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, seen: Override
-    ) -> torch.Tensor:
-        ctx.slopes, ctx.seen, ctx.start = slopes, seen, seen.done - int(u.shape[0])
-        return v.view_as(v)
+    def of(
+        row: torch.Tensor,
+        s: torch.Tensor,
+        e: torch.Tensor,
+        ps: torch.Tensor,
+        pe: torch.Tensor,
+        fs: torch.Tensor,
+        fe: torch.Tensor,
+        known: torch.Tensor,
+    ) -> Segments:
+        return Segments(torch.stack([row, ps, pe, known], 1), torch.stack([s, e, fs, fe], 1))
+
+    def __len__(self) -> int:
+        return int(self.ints.shape[0])
+
+    @cached_property
+    def _columns(self) -> tuple[torch.Tensor, ...]:
+        return (*self.ints.unbind(1), *self.reals.unbind(1))
+
+    row = property(lambda self: self._columns[0])
+    ps = property(lambda self: self._columns[1])
+    pe = property(lambda self: self._columns[2])
+    known = property(lambda self: self._columns[3])
+    s = property(lambda self: self._columns[4])
+    e = property(lambda self: self._columns[5])
+    fs = property(lambda self: self._columns[6])
+    fe = property(lambda self: self._columns[7])
+
+    def take(self, index: torch.Tensor) -> Segments:
+        """The segments at ``index`` (indices, not a mask)."""
+        return Segments(self.ints.index_select(0, index), self.reals.index_select(0, index))
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        ctx.seen.reached(ctx.start, grad)
-        return grad * ctx.slopes, None, None, None
-
-
-class Override:
-    """Gradient-pass hooks on the last recorded call of ``module``, the ``every``-th call.
-
-    Its output keeps its value, but its derivative becomes ``slopes`` (one flattened
-    row per point, in the order the points come). The gradient that reaches that output
-    is kept at the flattened elements ``element`` of the points ``point`` (:attr:`kept`;
-    0 where none reaches). Open inside :func:`~integrad._hooks.call_scope`.
-    """
-
-    def __init__(
-        self,
-        module: nn.Module,
-        every: int,
-        slopes: torch.Tensor,
-        point: torch.Tensor,
-        element: torch.Tensor,
-    ) -> None:
-        self.every, self.slopes, self.calls, self.done = every, slopes, 0, 0
-        self.point, self.element = point.to(slopes.device), element.to(slopes.device)
-        self.kept = torch.zeros(int(point.numel()), dtype=slopes.dtype, device=slopes.device)
-        self.u: torch.Tensor | None = None
-        self.handles = [module.register_forward_pre_hook(scoped(self._pre))]
-        try:
-            self.handles.append(module.register_forward_hook(scoped(self._post)))
-        except BaseException:
-            self.remove()
-            raise
-
-    def _pre(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        self.calls += 1
-        if self.calls % self.every:
-            return None
-        self.u = args[0]
-        x = args[0].detach()
-        # The module computes the value only; its gradient comes from the slopes.
-        return (x.clone() if getattr(module, "inplace", False) else x, *args[1:])
-
-    def _post(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> Any:
-        if self.calls % self.every or self.u is None:
-            return None
-        u, self.u = self.u, None
-        n = int(u.shape[0])
-        slopes = self.slopes[self.done : self.done + n].view_as(u)
-        self.done += n
-        if not u.requires_grad:
-            return None
-        return _Through.apply(u, out, slopes, self)
-
-    def reached(self, start: int, grad: torch.Tensor) -> None:
-        """The gradient at the output of the points from ``start`` on, during backward."""
-        mine = ((self.point >= start) & (self.point < start + int(grad.shape[0]))).nonzero()
-        at = mine.squeeze(1)
-        flat = grad.detach().flatten(1)
-        self.kept[at] = flat[self.point[at] - start, self.element[at]]
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+    def cat(parts: list[Segments]) -> Segments:
+        return Segments(torch.cat([p.ints for p in parts]), torch.cat([p.reals for p in parts]))

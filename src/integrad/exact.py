@@ -15,16 +15,23 @@ pattern differs has an affine input on the segment (every module before it agree
 its switching points follow exactly from the two ends' values: the segment is split
 there and the parts examined again, every segment of every example in one batch. The
 parts agree on that module (for a ReLU-like one; a max-pooling window may change hands
-more than once) and on all before it, so only later modules are compared again; cut at
-the last module's switching points, they need no forward pass at all (the model is
-affine after it).
+more than once) and on all before it, so only later modules are compared again.
 
-Cost per example, with R regions crossed: R forward+backward evaluations (``n_evals``)
-and at most about R + 1 forward-only ones (both ends and the switching points of every
-module but the last, ``Explanation.n_forward``). Every segment is checked: its affine
-model, F at the midpoint ± the midpoint gradient times (e − s)(x − x')/2, must give F at
-each end where F was evaluated, and agree with the next segment's at their shared end, to
-~1e-12 of the output's scale in float64; a nonlinearity the hooks cannot see
+A segment whose first difference is the last module call, a ReLU-like one, needs no
+forward pass at its switching points: its regions differ only in that call's derivative
+(the model is affine after it). It is a *host*: one gradient at its midpoint, taken with
+that call's derivative replaced by its length-weighted mean over the host, equals the
+sum over its regions (each element's input is affine there, so the mean is closed-form:
+the midpoint's derivative, or for an element crossing a kink, the average over its own
+pieces; :mod:`integrad._regions`).
+
+Cost per example, with R regions crossed and H hosts: H ≤ R forward+backward evaluations
+(``n_evals``; a 2×64 ReLU MLP: ~27 for ~50 regions) and at most about H + 1 forward-only
+ones (both ends and the switching points of every module but the last,
+``Explanation.n_forward``). Every host is checked: the rise of F over each of its
+halves, from the gradient with its halves' own mean derivatives in the last call, must
+match F at its ends (evaluated) and at its midpoint (from the gradient pass) to ~1e-12
+of the output's scale in float64; a nonlinearity the hooks cannot see
 (``torch.sigmoid`` or ``F.relu`` called in ``forward``) is refused, not integrated
 wrongly. Results are exact up to rounding in the inputs' dtype: use a float64 model and
 inputs for 1e-9 accuracy. In float32 (measured: ~1e-4 relative error on a CNN, 1e-6 on an
@@ -38,16 +45,14 @@ catches nonlinearity above ~2e-3 of the output's scale.
 ...     _ = model[2].weight.copy_(torch.tensor([[1.0, 2.0]])), model[2].bias.zero_()
 >>> exp = integrad.explain(model.double(), torch.tensor([[5.0]], dtype=torch.float64),
 ...                        method="exact")
->>> exp.attributions, exp.extras["regions"], exp.n_evals
-(tensor([[8.]], dtype=torch.float64), tensor([3]), tensor([3]))
+>>> exp.attributions, exp.extras["regions"], exp.n_evals  # one gradient for 3 regions
+(tensor([[8.]], dtype=torch.float64), tensor([3]), tensor([1]))
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,8 +60,9 @@ from torch.nn.modules import batchnorm, conv, dropout, padding, pooling
 
 from ._engine import Engine
 from ._hooks import call_scope
+from ._hosts import Hosts, Override, to_hosts
 from ._modules import is_smooth_module, owner
-from ._regions import Data, Kinks, Override, Recorder, derivative, kinks
+from ._regions import Kinks, Recorder, Segments, Store, kinks
 
 _AFFINE = (
     nn.Linear, conv._ConvNd, batchnorm._BatchNorm, dropout._DropoutNd, nn.Flatten,
@@ -108,98 +114,6 @@ def check_model(forward_func: Callable[..., Any]) -> None:
         raise ValueError(f"method='exact' needs a piecewise-linear model; {where} {reason}")
 
 
-@dataclass(frozen=True)
-class _Segments:
-    """Path segments ``[s, e]`` of examples ``row``: ends' point ids in the store, F there,
-    and ``known``, how many leading module calls agree on the whole segment. Packed in two
-    tensors so that selecting segments is two index operations."""
-
-    ints: torch.Tensor
-    """``(n, 4)`` long: row, ps, pe, known."""
-    reals: torch.Tensor
-    """``(n, 4)`` float64: s, e, fs, fe."""
-
-    @staticmethod
-    def of(
-        row: torch.Tensor,
-        s: torch.Tensor,
-        e: torch.Tensor,
-        ps: torch.Tensor,
-        pe: torch.Tensor,
-        fs: torch.Tensor,
-        fe: torch.Tensor,
-        known: torch.Tensor,
-    ) -> _Segments:
-        return _Segments(torch.stack([row, ps, pe, known], 1), torch.stack([s, e, fs, fe], 1))
-
-    def __len__(self) -> int:
-        return int(self.ints.shape[0])
-
-    @cached_property
-    def _columns(self) -> tuple[torch.Tensor, ...]:
-        return (*self.ints.unbind(1), *self.reals.unbind(1))
-
-    row = property(lambda self: self._columns[0])
-    ps = property(lambda self: self._columns[1])
-    pe = property(lambda self: self._columns[2])
-    known = property(lambda self: self._columns[3])
-    s = property(lambda self: self._columns[4])
-    e = property(lambda self: self._columns[5])
-    fs = property(lambda self: self._columns[6])
-    fe = property(lambda self: self._columns[7])
-
-    def take(self, index: torch.Tensor) -> _Segments:
-        """The segments at ``index`` (indices, not a mask)."""
-        return _Segments(self.ints.index_select(0, index), self.reals.index_select(0, index))
-
-    @staticmethod
-    def cat(parts: list[_Segments]) -> _Segments:
-        return _Segments(torch.cat([p.ints for p in parts]), torch.cat([p.reals for p in parts]))
-
-
-@dataclass(frozen=True)
-class _Hosts:
-    """Final segments, each to take one gradient at its midpoint: F known at both ends.
-
-    A host may span several regions that differ only in the last recorded call (a
-    ReLU-like one). The gradient pass then uses ``mean``, that call's derivative
-    averaged over the host per element (None when the last call is no ReLU-like one).
-    Each element ``bend_element`` of host ``bend_host`` that crosses a kink there has
-    ``bend``: its input's rise over the host times the change of its mean derivative
-    from the whole host to its first half, for the linearity check.
-    """
-
-    row: torch.Tensor
-    s: torch.Tensor
-    e: torch.Tensor
-    fs: torch.Tensor
-    fe: torch.Tensor
-    mean: torch.Tensor | None
-    bend_host: torch.Tensor
-    bend_element: torch.Tensor
-    bend: torch.Tensor
-
-    @staticmethod
-    def cat(parts: list[_Hosts]) -> _Hosts:
-        start = torch.tensor([0] + [int(p.row.numel()) for p in parts[:-1]]).cumsum(0)
-        means = [p.mean for p in parts if p.mean is not None]
-        return _Hosts(
-            torch.cat([p.row for p in parts]),
-            torch.cat([p.s for p in parts]),
-            torch.cat([p.e for p in parts]),
-            torch.cat([p.fs for p in parts]),
-            torch.cat([p.fe for p in parts]),
-            torch.cat(means) if means else None,
-            torch.cat([p.bend_host + int(o) for p, o in zip(parts, start, strict=True)]),
-            torch.cat([p.bend_element for p in parts]),
-            torch.cat([p.bend for p in parts]),
-        )
-
-
-_Store = list[Data]
-"""Per recorded module call, what it recorded at every stored point."""
-
-
 def exact(
     engine: Engine, max_regions: int | None = None
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -223,7 +137,7 @@ def exact(
 
 def _regions(
     engine: Engine, recorder: Recorder, max_regions: int | None = None
-) -> tuple[_Hosts, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+) -> tuple[Hosts, torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Split every example's path until each segment lies in one activation region.
 
     A segment cut at every switching point of its first differing call agrees on that
@@ -240,19 +154,19 @@ def _regions(
     zero, one = torch.zeros(batch, dtype=torch.float64), torch.ones(batch, dtype=torch.float64)
     store, values = _evaluate(engine, recorder, rows.repeat(2), torch.cat([zero, one]))
     f0, f1 = values[:batch], values[batch:]
-    seg = _Segments.of(rows, zero, one, rows, rows + batch, f0, f1, torch.zeros_like(rows))
+    seg = Segments.of(rows, zero, one, rows, rows + batch, f0, f1, torch.zeros_like(rows))
     last = len(recorder.calls) - 1
     whole = torch.tensor([isinstance(kind, Kinks) for _, kind in recorder.calls], dtype=torch.bool)
     spread = last >= 0 and bool(whole[last])
-    hosts: list[_Hosts] = []
+    done: list[Hosts] = []
     regions = torch.zeros(batch, dtype=torch.long)
     for _ in range(_MAX_ROUNDS):
         first, opposite = _first_difference(recorder, store, seg)
         final = (first < 0) | (seg.e - seg.s <= min_len)
         if bool(final.all()):
-            hosts.append(_host(recorder, store, seg, spread, None))
+            done.append(to_hosts(recorder, store, seg, spread, None))
             regions += torch.bincount(seg.row, minlength=batch)
-            return _Hosts.cat(hosts), regions, f1.to(x), f0.to(x)
+            return Hosts.cat(done), regions, f1.to(x), f0.to(x)
         at = (~final).nonzero().squeeze(1)
         number = torch.full((len(seg),), -1)
         number[at] = torch.arange(int(at.numel()))
@@ -270,17 +184,17 @@ def _regions(
                 return None
         cut = blind[which]
         finals = final.nonzero().squeeze(1)
-        ends = _Segments.cat([seg.take(finals), opn.take(blind.nonzero().squeeze(1))])
+        ends = Segments.cat([seg.take(finals), opn.take(blind.nonzero().squeeze(1))])
         if cross is not None:  # the blind segments' crossings, numbered as in ends
             h, q, t = cross
             on = blind[h]
             rank = int(finals.numel()) + torch.cumsum(blind, 0) - 1
             cross = (rank[h[on]], q[on.to(q.device)], t[on.to(t.device)])
-        hosts.append(_host(recorder, store, ends, spread, cross))
+        done.append(to_hosts(recorder, store, ends, spread, cross))
         regions += torch.bincount(torch.cat([ends.row, opn.row[which[cut]]]), minlength=batch)
         rest = ~blind
         if not bool(rest.any()):
-            return _Hosts.cat(hosts), regions, f1.to(x), f0.to(x)
+            return Hosts.cat(done), regions, f1.to(x), f0.to(x)
         renumber = torch.cumsum(rest, 0) - 1
         opn, known = opn.take(rest.nonzero().squeeze(1)), known[rest]
         which, alpha = renumber[which[~cut]], alpha[~cut]
@@ -292,61 +206,9 @@ def _regions(
     )
 
 
-def _host(
-    recorder: Recorder,
-    store: _Store,
-    ends: _Segments,
-    spread: bool,
-    cross: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-) -> _Hosts:
-    """Hosts ``ends``, whose elements ``cross = (host, element, t)`` cross a kink of the
-    last recorded call at ``t``; if ``spread``, that call's derivative averaged over each.
-
-    Each element's input is affine on a host: its mean derivative is the derivative at
-    the host's midpoint unless it crosses a kink there, and then the length-weighted
-    sum over its own pieces.
-    """
-    empty = torch.zeros(0, dtype=torch.long)
-    if not spread:
-        return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, None, empty, empty, empty)
-    (module, called), shape, data = recorder.calls[-1], recorder.shapes[-1], store[-1]
-    kind = cast(Kinks, called)  # spread: the last call is ReLU-like
-    z = data[0]
-    u0, u1 = z.index_select(0, ends.ps.to(z.device)), z.index_select(0, ends.pe.to(z.device))
-    if cross is None or not cross[0].numel():
-        mean = derivative(module, u0.add_(u1).mul_(0.5), shape)
-        return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, mean, empty, empty, empty)
-    h, q, t = cross
-    h, t = h.to(z.device), t.to(z.device)
-    if len(kind.at) > 1:  # an element may cross two kinks: in order along the path
-        order = torch.argsort(t, stable=True)
-        order = order[torch.argsort((h * z.shape[1] + q)[order], stable=True)]
-        h, q, t = h[order], q[order], t[order]
-    head = torch.ones_like(h, dtype=torch.bool)
-    head[1:] = (h[1:] != h[:-1]) | (q[1:] != q[:-1])
-    tail = head.roll(-1)
-    group = torch.cumsum(head, 0) - 1
-    a, b = u0[h, q], u1[h, q]
-    mean = derivative(module, u0.add_(u1).mul_(0.5), shape)
-
-    # Per crossing element, its mean derivative over the whole host and its first half.
-    end = torch.tensor([[1.0], [0.5]], dtype=torch.float64, device=t.device)
-    cut = torch.minimum(t.clamp(min=0.0), end)
-    prev = torch.where(head, 0.0, cut.roll(1, 1))
-    on = torch.lerp(a, b, torch.cat([prev + cut, cut + end]).to(a) / 2)
-    slope = derivative(module, on, shape, q.expand(4, -1)).double()
-    total = (cut - prev) * slope[:2] + torch.where(tail, (end - cut) * slope[2:], 0.0)
-    sums = torch.zeros(2, int(group[-1]) + 1, dtype=torch.float64, device=t.device)
-    whole, half = sums.index_add_(1, group, total).div_(end)
-    hh, qq = h[head], q[head]
-    mean[hh, qq] = whole.to(mean)
-    bend = (half - whole).double() * (b - a)[head].double()
-    return _Hosts(ends.row, ends.s, ends.e, ends.fs, ends.fe, mean, hh.cpu(), qq, bend)
-
-
 def _evaluate(
     engine: Engine, recorder: Recorder, rows: torch.Tensor, alphas: torch.Tensor
-) -> tuple[_Store, torch.Tensor]:
+) -> tuple[Store, torch.Tensor]:
     """Recorded module inputs and the target output at path points (forward passes only)."""
     chunks, values = [], []
     for r, value in engine.forward_chunks(rows, alphas, before=recorder.begin):
@@ -372,7 +234,7 @@ def _cat(parts: Any, rows: list[torch.Tensor] | None = None) -> torch.Tensor:
 
 
 def _first_difference(
-    recorder: Recorder, store: _Store, seg: _Segments
+    recorder: Recorder, store: Store, seg: Segments
 ) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
     """Per segment, the first module call whose pattern differs between its ends (or -1),
     and per such call ``c``: ``(segments, where they differ)`` (see ``opposite``)."""
@@ -404,9 +266,9 @@ def _first_difference(
 
 def _switches(
     recorder: Recorder,
-    store: _Store,
-    seg: _Segments,
-    opn: _Segments,
+    store: Store,
+    seg: Segments,
+    opn: Segments,
     opposite: dict[int, tuple[torch.Tensor, torch.Tensor]],
     number: torch.Tensor,
     spread: int,
@@ -459,13 +321,13 @@ def _switches(
 
 
 def _parts(
-    seg: _Segments,
+    seg: Segments,
     which: torch.Tensor,
     alpha: torch.Tensor,
     ids: torch.Tensor,
     values: torch.Tensor,
     known: torch.Tensor,
-) -> _Segments:
+) -> Segments:
     """Segments ``which`` cut at ``alpha`` (sorted by segment, then alpha), whose new
     points have ids ``ids`` and F ``values``; each part knows ``known[segment]`` calls."""
     head = torch.ones_like(which, dtype=torch.bool)
@@ -476,24 +338,24 @@ def _parts(
     s = torch.where(head, src.s, alpha.roll(1))
     ps = torch.where(head, src.ps, ids.roll(1))
     fs = torch.where(head, src.fs, values.roll(1))
-    parts = _Segments.of(src.row, s, alpha, ps, ids, fs, values, known[which])
+    parts = Segments.of(src.row, s, alpha, ps, ids, fs, values, known[which])
     end = src.take(tail.nonzero().squeeze(1))
     w = which[tail]
-    rest = _Segments.of(
+    rest = Segments.of(
         end.row, alpha[tail], end.e, ids[tail], end.pe, values[tail], end.fe, known[w]
     )
-    return _Segments.cat([parts, rest])
+    return Segments.cat([parts, rest])
 
 
 def _split(
-    seg: _Segments,
-    store: _Store,
+    seg: Segments,
+    store: Store,
     which: torch.Tensor,
     alpha: torch.Tensor,
-    new: _Store,
+    new: Store,
     values: torch.Tensor,
     known: torch.Tensor,
-) -> tuple[_Segments, _Store]:
+) -> tuple[Segments, Store]:
     """Cut the segments at the new points; keep only the points that still bound one."""
     n_old = int(store[0][0].shape[0]) if store else int(seg.ints[:, 1:3].max()) + 1
     n_new = int(which.numel())
@@ -509,7 +371,7 @@ def _split(
     ]
     ints = out.ints.clone()
     ints[:, 1:3] = (torch.cumsum(used, 0) - 1)[out.ints[:, 1:3]]
-    return _Segments(ints, out.reals), merged
+    return Segments(ints, out.reals), merged
 
 
 class _Slopes:
@@ -531,7 +393,7 @@ class _Slopes:
         return grads
 
 
-def _integrate(engine: Engine, recorder: Recorder, hosts: _Hosts) -> tuple[torch.Tensor, ...]:
+def _integrate(engine: Engine, recorder: Recorder, hosts: Hosts) -> tuple[torch.Tensor, ...]:
     """Σ length × gradient at the midpoint, per example, after checking each host is
     what the recorded patterns say: affine in each region, continuous."""
     problem = engine.problem
