@@ -190,8 +190,9 @@ def _regions(
             on = blind[h]
             rank = int(finals.numel()) + torch.cumsum(blind, 0) - 1
             cross = (rank[h[on]], q[on.to(q.device)], t[on.to(t.device)])
-        done.append(to_hosts(recorder, store, ends, spread, cross))
-        regions += torch.bincount(torch.cat([ends.row, opn.row[which[cut]]]), minlength=batch)
+        if len(ends):
+            done.append(to_hosts(recorder, store, ends, spread, cross))
+            regions += torch.bincount(torch.cat([ends.row, opn.row[which[cut]]]), minlength=batch)
         rest = ~blind
         if not bool(rest.any()):
             return Hosts.cat(done), regions, f1.to(x), f0.to(x)
