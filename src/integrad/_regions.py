@@ -186,8 +186,9 @@ class Recorder:
     def begin(self) -> None:
         self.chunk = []
 
-    def take(self, n: int) -> list[Data]:
-        """This chunk's records, one per module call; the calls must repeat."""
+    def take(self, n: int, skip: int = 0) -> list[Data]:
+        """This chunk's records, one per module call (empty for the first ``skip``, which
+        no segment compares any more); the calls must repeat."""
         calls = [(m, kind) for m, kind, _ in self.chunk]
         if not self.calls:
             self.calls = calls
@@ -197,14 +198,15 @@ class Recorder:
                 "method='exact' needs the model to call the same activation modules on every "
                 "forward pass; the calls changed between path points"
             )
-        out = []
-        for m, kind, z in self.chunk:
+        out: list[Data] = []
+        for i, (m, kind, z) in enumerate(self.chunk):
             if z.shape[0] != n:
                 raise ValueError(
                     f"method='exact': {type(m).__name__} received {z.shape[0]} rows for a "
                     f"batch of {n} path points; the model must keep the batch dimension first"
                 )
-            out.append(kind.record(z.flatten(1) if isinstance(kind, Kinks) else z))
+            flat = z.flatten(1) if isinstance(kind, Kinks) else z
+            out.append(() if i < skip else kind.record(flat))
         return out
 
     def remove(self) -> None:

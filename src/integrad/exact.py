@@ -199,7 +199,8 @@ def _regions(
         renumber = torch.cumsum(rest, 0) - 1
         opn, known = opn.take(rest.nonzero().squeeze(1)), known[rest]
         which, alpha = renumber[which[~cut]], alpha[~cut]
-        new, new_values = _evaluate(engine, recorder, opn.row[which], alpha)
+        # Calls that every open segment agrees on are never compared again: not recorded.
+        new, new_values = _evaluate(engine, recorder, opn.row[which], alpha, int(known.min()))
         seg, store = _split(opn, store, which, alpha, new, new_values, known)
     raise ValueError(
         f"method='exact' did not separate the activation regions in {_MAX_ROUNDS} rounds; "
@@ -208,12 +209,13 @@ def _regions(
 
 
 def _evaluate(
-    engine: Engine, recorder: Recorder, rows: torch.Tensor, alphas: torch.Tensor
+    engine: Engine, recorder: Recorder, rows: torch.Tensor, alphas: torch.Tensor, skip: int = 0
 ) -> tuple[Store, torch.Tensor]:
-    """Recorded module inputs and the target output at path points (forward passes only)."""
+    """Recorded module inputs (but of the first ``skip`` calls) and the target output at
+    path points (forward passes only)."""
     chunks, values = [], []
     for r, value in engine.forward_chunks(rows, alphas, before=recorder.begin):
-        chunks.append(recorder.take(int(r.numel())))
+        chunks.append(recorder.take(int(r.numel()), skip))
         values.append(value.double().cpu())  # bookkeeping stays on the CPU
     store = [
         tuple(_cat(parts) for parts in zip(*(c[i] for c in chunks), strict=True))
@@ -358,7 +360,8 @@ def _split(
     known: torch.Tensor,
 ) -> tuple[Segments, Store]:
     """Cut the segments at the new points; keep only the points that still bound one."""
-    n_old = int(store[0][0].shape[0]) if store else int(seg.ints[:, 1:3].max()) + 1
+    recorded = [data for data in store if data]
+    n_old = int(recorded[0][0].shape[0]) if recorded else int(seg.ints[:, 1:3].max()) + 1
     n_new = int(which.numel())
     out = _parts(seg, which, alpha, n_old + torch.arange(n_new), values, known)
     used = torch.zeros(n_old + n_new, dtype=torch.bool)
@@ -367,7 +370,7 @@ def _split(
     n_kept_old = int(used[:n_old].sum())
     old, fresh = kept[:n_kept_old], kept[n_kept_old:] - n_old
     merged = [
-        tuple(_cat([a, b], [old, fresh]) for a, b in zip(data, more, strict=True))
+        tuple(_cat([a, b], [old, fresh]) for a, b in zip(data, more, strict=True)) if more else ()
         for data, more in zip(store, new, strict=True)
     ]
     ints = out.ints.clone()
