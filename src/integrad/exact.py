@@ -23,7 +23,7 @@ forward pass at its switching points: its regions differ only in that call's der
 that call's derivative replaced by its length-weighted mean over the host, equals the
 sum over its regions (each element's input is affine there, so the mean is closed-form:
 the midpoint's derivative, or for an element crossing a kink, the average over its own
-pieces; :mod:`integrad._regions`).
+pieces).
 
 Cost per example, with R regions crossed and H hosts: H ≤ R forward+backward evaluations
 (``n_evals``; a 2×64 ReLU MLP: ~27 for ~50 regions) and at most about H + 1 forward-only
