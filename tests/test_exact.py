@@ -436,10 +436,26 @@ class Hidden(nn.Module):
         return self.squash(self.net(x))
 
 
+class Inside(nn.Module):
+    """A ReLU net with a nonlinearity between its layers that no module hook sees."""
+
+    def __init__(self, squash) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.a, self.b, self.c = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+        self.act, self.squash = nn.ReLU(), squash
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.act(self.b(self.squash(self.a(x)))))
+
+
+@pytest.mark.parametrize("where", [Hidden, Inside], ids=["on-output", "inside"])
 @pytest.mark.parametrize("squash", [torch.sigmoid, torch.relu], ids=["sigmoid", "relu"])
-def test_functional_nonlinearity_is_refused_not_integrated(squash):
+def test_functional_nonlinearity_is_refused_not_integrated(squash, where):
+    # Also where the last activation module's regions share one gradient (a host): the
+    # check compares F at the host's ends and midpoint with the gradients.
     with pytest.raises(ValueError, match=r"not linear on a segment.*torch.sigmoid, F.relu"):
-        integrad.explain(Hidden(squash), rand(2, 4) * 3, target=0, method="exact")
+        integrad.explain(where(squash).double(), rand(2, 4) * 3, target=0, method="exact")
 
 
 def test_training_mode_plain_functions_and_unknown_layers_are_refused():
