@@ -29,7 +29,15 @@ def mlp(seed: int = 0, features: int = 20, width: int = 64, act: type[nn.Module]
     ).double()
 
 
-def cnn(seed: int = 0) -> nn.Module:
+def prelu(n: int, seed: int = 3) -> nn.PReLU:
+    """A PReLU with a different slope per channel."""
+    act = nn.PReLU(n)
+    with torch.no_grad():
+        act.weight.copy_(torch.rand(n, generator=torch.Generator().manual_seed(seed)) - 0.5)
+    return act
+
+
+def cnn(seed: int = 0, last: nn.Module | None = None) -> nn.Module:
     torch.manual_seed(seed)
     model = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
@@ -37,7 +45,7 @@ def cnn(seed: int = 0) -> nn.Module:
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
+        nn.ReLU() if last is None else last,
         nn.AvgPool2d(2),
         nn.Flatten(),
         nn.Linear(6 * 2 * 2, 4),
@@ -66,7 +74,7 @@ def patterns(model: nn.Module, points: torch.Tensor) -> torch.Tensor:
 
     handles = []
     for m in model.modules():
-        if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
+        if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU)):
             handles.append(m.register_forward_pre_hook(sides))
         elif isinstance(m, nn.MaxPool2d):
             handles.append(m.register_forward_hook(argmax))
@@ -134,10 +142,11 @@ def test_one_dimensional_relu_sum_by_hand(x, baseline, expected, regions):
     )
     assert exp.attributions.item() == pytest.approx(expected, abs=1e-12)
     assert exp.extras["regions"].tolist() == [regions]
-    assert exp.n_evals.tolist() == [regions]
     # One activation layer: its switching points follow from the ends, and the model is
-    # affine after it, so F at the two ends is all the forward passes it takes.
+    # affine after it, so F at the two ends is all the forward passes it takes, and one
+    # gradient (with the layer's derivative averaged over the path) all the backward ones.
     assert exp.n_forward.tolist() == [2]
+    assert exp.n_evals.tolist() == [1]
     assert exp.n_steps == regions
 
 
@@ -177,8 +186,15 @@ def test_bias_free_relu_net_from_zero_is_one_region_and_gradient_times_input():
 
 @pytest.mark.parametrize(
     "model",
-    [mlp(), mlp(seed=1, act=lambda: nn.LeakyReLU(0.1)), cnn()],
-    ids=["relu-mlp", "leaky-mlp", "cnn"],
+    [
+        mlp(),
+        mlp(seed=1, act=lambda: nn.LeakyReLU(0.1)),
+        mlp(seed=2, act=lambda: prelu(64)),
+        mlp(seed=3, act=lambda: nn.RReLU(0.1, 0.3)),
+        cnn(),
+        cnn(seed=2, last=prelu(6)),
+    ],
+    ids=["relu-mlp", "leaky-mlp", "prelu-mlp", "rrelu-mlp", "cnn", "prelu-cnn"],
 )
 def test_matches_the_brute_force_oracle(model, device):
     model.eval()
@@ -195,7 +211,10 @@ def test_matches_the_brute_force_oracle(model, device):
         torch.testing.assert_close(exp.attributions[i].cpu(), ig, rtol=0, atol=1e-10)
         assert int(exp.extras["regions"][i]) == pieces
     assert exp.delta.abs().max() < 1e-12
-    assert (exp.n_evals == exp.extras["regions"]).all()
+    # One gradient per segment between switching points of the calls before the last:
+    # the last call's regions share it, with that call's derivative averaged over them.
+    assert (exp.n_evals <= exp.extras["regions"]).all()
+    assert (exp.n_evals < exp.extras["regions"]).any()
     assert (exp.n_forward <= 2 * exp.extras["regions"]).all()
 
 
@@ -284,6 +303,38 @@ def test_kinked_activations_equal_their_relu_form(act, kinks, slopes, c0):
 
 
 @pytest.mark.parametrize(
+    "act",
+    [
+        nn.ReLU(),
+        nn.LeakyReLU(0.1),
+        prelu(3),
+        nn.PReLU(),
+        nn.RReLU(0.1, 0.3).eval(),
+        nn.Hardtanh(-1.0, 2.0),
+        nn.ReLU6(),
+        nn.Softshrink(0.5),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_derivatives_of_kinked_modules_equal_autograd_also_on_their_kinks(act):
+    from integrad._hosts import derivative
+    from integrad._regions import kinks
+
+    # Random points, and every kink itself: PyTorch's backward decides the value there.
+    on = [torch.full((1, 3, 5), at, dtype=torch.float64) for at in kinks(act)]
+    z = torch.cat([rand(4, 3, 5) * 3, *on])
+    z = z.requires_grad_()
+    (expected,) = torch.autograd.grad(act.double()(z).sum(), z)
+    got = derivative(act, z.detach().flatten(1).clone(), z.shape[1:])
+    torch.testing.assert_close(got, expected.flatten(1), rtol=0, atol=0)
+    # Single elements (flattened indices): PReLU's slope follows each element's channel.
+    element = torch.tensor([[0, 7, 14], [1, 8, 13]])
+    values = z.detach().flatten(1)[0][element]
+    single = derivative(act, values.clone(), z.shape[1:], element)
+    torch.testing.assert_close(single, expected.flatten(1)[0][element], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
     ("pool", "shape"),
     [
         (nn.MaxPool1d(3, 2, 1), (2, 3, 11)),
@@ -293,10 +344,10 @@ def test_kinked_activations_equal_their_relu_form(act, kinks, slopes, c0):
     ],
 )
 def test_pool_windows_hold_exactly_what_each_max_is_taken_over(pool, shape):
-    from integrad.exact import _pool_windows
+    from integrad._regions import pool_windows
 
     u = rand(*shape)
-    windows = _pool_windows(pool, u, pool(u))
+    windows = pool_windows(pool, u, pool(u))
     assert torch.equal(windows.amax(-1), pool(u).reshape(shape[0], -1))
     assert windows.shape[-1] == torch.tensor(pool.kernel_size).prod() ** (
         1 if isinstance(pool.kernel_size, tuple) else u.dim() - 2
@@ -385,10 +436,26 @@ class Hidden(nn.Module):
         return self.squash(self.net(x))
 
 
+class Inside(nn.Module):
+    """A ReLU net with a nonlinearity between its layers that no module hook sees."""
+
+    def __init__(self, squash) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.a, self.b, self.c = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+        self.act, self.squash = nn.ReLU(), squash
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.act(self.b(self.squash(self.a(x)))))
+
+
+@pytest.mark.parametrize("where", [Hidden, Inside], ids=["on-output", "inside"])
 @pytest.mark.parametrize("squash", [torch.sigmoid, torch.relu], ids=["sigmoid", "relu"])
-def test_functional_nonlinearity_is_refused_not_integrated(squash):
+def test_functional_nonlinearity_is_refused_not_integrated(squash, where):
+    # Also where the last activation module's regions share one gradient (a host): the
+    # check compares F at the host's ends and midpoint with the gradients.
     with pytest.raises(ValueError, match=r"not linear on a segment.*torch.sigmoid, F.relu"):
-        integrad.explain(Hidden(squash), rand(2, 4) * 3, target=0, method="exact")
+        integrad.explain(where(squash).double(), rand(2, 4) * 3, target=0, method="exact")
 
 
 def test_training_mode_plain_functions_and_unknown_layers_are_refused():

@@ -22,6 +22,7 @@ METHODS = {
     "_captum", "_sampling", "blur", "diagnostics", "exact", "expected_gradients",
     "gradient_shap", "gradients", "guided", "idgi", "integrated_gradients", "layer",
     "neuron", "noise_tunnel", "tolerance",
+    "_hosts", "_regions",  # exact mode's helpers
 }  # fmt: skip
 VIEWS = {"views"}
 DOMAIN = {"images", "tables", "text", "timeseries"}
