@@ -15,8 +15,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "integrad"
 
 CORE = {
-    "_checks", "_engine", "_hooks", "_inputs", "_memory", "_modules", "_tensorfiles",
-    "_patterson", "_tokens", "baselines", "explanation", "io", "quadrature",
+    "_checks", "_engine", "_hooks", "_inputs", "_memory", "_modules", "_patterson",
+    "_problem", "_tensorfiles", "_tokens", "baselines", "explanation", "io", "quadrature",
 }  # fmt: skip
 METHODS = {
     "_captum", "_sampling", "blur", "diagnostics", "exact", "expected_gradients",

@@ -18,16 +18,14 @@ fastest size a timed search over the first chunks finds (see ``bench/zoo.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
 from . import _memory
-from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, training_modules, warn_if_training
-from ._inputs import ExtraArgs, Target, as_inputs, check_callable, check_output
+from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, training_modules
+from ._inputs import check_output
 from ._memory import (
     DEFAULT_MAX_MEMORY,
     MIN_CHUNK_POINTS,
@@ -39,8 +37,7 @@ from ._memory import (
     counting,
     default_budget,
 )
-from ._modules import owner
-from .baselines import resolve as resolve_baselines
+from ._problem import PathGradients, PathProblem, Points, PointTransform
 from .quadrature import Rule
 
 __all__ = [
@@ -53,71 +50,6 @@ __all__ = [
 ]
 
 _PROBE_POINTS = 4
-
-Points = tuple[torch.Tensor, ...] | Callable[[slice], tuple[torch.Tensor, ...]]
-"""Explicit path points (one row per point) or a builder of the points of one chunk."""
-
-PointTransform = Callable[
-    [slice, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]
-]
-"""``(part, points, grads) -> grads``: per-chunk reweighting of the gradients."""
-
-
-@dataclass(frozen=True)
-class PathProblem:
-    """A resolved request: what every method hands to the engine."""
-
-    forward_func: Callable[..., Any]
-    inputs: tuple[torch.Tensor, ...]
-    baselines: tuple[torch.Tensor, ...]
-    target: Target
-    extra: ExtraArgs
-    model: nn.Module | None = None
-    """The caller's model when ``forward_func`` wraps it (layer and neuron IG); else the
-    module ``forward_func`` is or is a method of."""
-    remembered_as: tuple[Callable[..., Any], Hashable] | None = None
-    """For a ``forward_func`` made afresh each call (layer IG's wrapper): the caller's
-    function and a tag, under which the cost per point and chunk timings are remembered
-    from call to call (else under ``forward_func`` itself)."""
-
-    @property
-    def owner(self) -> nn.Module | None:
-        return self.model if self.model is not None else owner(self.forward_func)
-
-    @property
-    def batch(self) -> int:
-        return int(self.inputs[0].shape[0])
-
-    @classmethod
-    def build(
-        cls,
-        forward_func: Callable[..., Any],
-        inputs: object,
-        baselines: object,
-        target: object,
-        additional_forward_args: object,
-    ) -> tuple[PathProblem, bool]:
-        """Validate the public argument forms; also says whether inputs were a tuple."""
-        check_callable(forward_func)
-        xs, was_tuple = as_inputs(inputs)
-        batch = int(xs[0].shape[0])
-        problem = cls(
-            forward_func,
-            xs,
-            resolve_baselines(baselines, xs, was_tuple),
-            Target(target, batch),
-            ExtraArgs.of(additional_forward_args, batch),
-        )
-        warn_if_training(forward_func)
-        return problem, was_tuple
-
-
-@dataclass(frozen=True)
-class PathGradients:
-    """Per-example sums of ``weight × gradient`` and the target output at every point."""
-
-    sums: tuple[torch.Tensor, ...]
-    outputs: torch.Tensor
 
 
 class Engine:

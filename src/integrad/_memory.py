@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from ._engine import PathProblem
+    from ._problem import PathProblem
 
 DEFAULT_MAX_MEMORY = 1 << 30
 """Default ``max_memory`` off CUDA: 1 GiB for one chunk's path points and saved activations."""
