@@ -8,7 +8,7 @@ from torch import nn
 
 import integrad
 from integrad._patterson import PATTERSON
-from integrad.tolerance import is_smooth, ladder_of
+from integrad.tolerance import default_max_steps, is_smooth, ladder_of
 
 
 class Shift(nn.Module):
@@ -86,6 +86,56 @@ def test_smooth_model_meets_tolerance_with_few_evaluations(tol: float, budget: i
     assert float(exp.n_evals.double().mean()) < budget
 
 
+def test_smooth_example_is_certified_at_three_nodes_when_they_suffice() -> None:
+    # The 3-node rung is judged against the zero rule: an example whose 3-node rule is
+    # already far within the tolerance (closed form) stops there, and none is certified
+    # beyond it. The old ladder needed d ≤ tol at 3 nodes, i.e. 5 of these 16 examples.
+    model = ridge(nn.Tanh())
+    x = 0.3 * inputs()
+    truth = ridge_ig(model, x)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-3)
+    assert bool(exp.converged.all())
+    assert (rel_error(exp.attributions, truth) <= 1e-3).all()
+    three = integrad.explain(model, x, target=0, n_steps=3).attributions
+    easy = rel_error(three, truth) <= 1e-4
+    assert int(easy.sum()) >= 10
+    assert float((exp.n_evals[easy] == 3).double().mean()) >= 0.9
+
+
+class Difference(nn.Module):
+    """``a(x) − s · b(x)``: two ridges whose output changes nearly cancel."""
+
+    def __init__(self, a: Ridge, b: Ridge, s: float) -> None:
+        super().__init__()
+        self.a, self.b, self.s = a, b, s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) - self.s * self.b(x)
+
+
+def test_default_max_steps_scales_with_the_tolerance() -> None:
+    # |F(x) − F(x')| is 5% of one ridge's change, ~1/30 of the attributions' norm: the
+    # completeness gap needs ~30× the relative accuracy, and O(1/n) rules ~30× the steps.
+    a, b = ridge(nn.ReLU(), seed=0), ridge(nn.ReLU(), seed=5)
+    x = inputs(batch=1)
+    zero = torch.zeros_like(x)
+    with torch.no_grad():
+        s = float((a(x) - a(zero)) / (b(x) - b(zero))) * 0.95
+    model = Difference(a, b, s)
+    truth = ridge_ig(a, x) - s * ridge_ig(b, x)
+    with pytest.warns(RuntimeWarning, match="max_steps=1024"):
+        capped = integrad.explain(model, x, target=0, tolerance=1e-3, max_steps=1024)
+    assert not bool(capped.converged.any())
+    exp = integrad.explain(model, x, target=0, tolerance=1e-3)
+    assert bool(exp.converged.all())
+    assert int(exp.n_evals[0]) > 1024
+    assert int(exp.n_evals[0]) <= default_max_steps(1e-3)
+    assert float(rel_error(exp.attributions, truth)[0]) <= 1e-3
+    assert float(exp.relative_delta[0]) <= 1e-3
+    assert default_max_steps(1e-1) == 1024  # never below the fixed cap it replaces
+    assert default_max_steps(1e-4) == 10 * default_max_steps(1e-3)  # O(1/n) rules
+
+
 def test_piecewise_linear_model_with_few_regions_is_integrated_exactly() -> None:
     model = ridge(nn.ReLU(), ladder=False)
     x = inputs()
@@ -99,7 +149,10 @@ def test_piecewise_linear_model_with_few_regions_is_integrated_exactly() -> None
     assert integrad.explain(many, x, target=0, tolerance=1e-2).method == "tolerance:piecewise"
 
 
-def test_error_estimate_bounds_the_true_error_on_relu_mlp() -> None:
+@pytest.mark.parametrize("tol", [1e-2, 1e-3])
+def test_contract_holds_on_a_held_out_relu_mlp(tol: float) -> None:
+    # Held out (no constant was chosen on it). At 1e-3 some examples need more than the
+    # 1024 evaluations the cap used to be: the default cap grows with 1/tolerance.
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2),
@@ -107,13 +160,14 @@ def test_error_estimate_bounds_the_true_error_on_relu_mlp() -> None:
         nn.Flatten(),
     ).double()  # fmt: skip
     x = torch.randn(24, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    exp = integrad.explain(model, x, target=1, tolerance=0.01)
+    exp = integrad.explain(model, x, target=1, tolerance=tol)
     assert exp.method == "tolerance:piecewise"
     dense = integrad.explain(model, x, target=1, n_steps=4096).attributions
     err = rel_error(exp.attributions, dense)
     assert bool(exp.converged.all())
-    assert float((err <= 0.01).double().mean()) >= 0.9
-    assert (err <= 0.02).all()
+    assert float((err <= tol).double().mean()) >= 0.95
+    assert (err <= 2 * tol).all()
+    assert (exp.relative_delta <= tol).all()
 
 
 def test_spending_follows_difficulty() -> None:
@@ -233,6 +287,25 @@ def test_hidden_kinks_leave_the_smooth_ladder_after_the_probe() -> None:
     assert not set(exp.extras["points"].tolist()) & {1, 3, 7, 15, 31, 63, 127, 255}
     # Every evaluation counted: the probe's 15 nodes and the piecewise rung's points.
     assert (exp.n_evals == exp.extras["points"] + 15).all()
+
+
+def test_examples_that_stall_on_the_smooth_ladder_go_on_piecewise() -> None:
+    # Two of these examples look smooth at the probe (a kink their differences do not show
+    # yet) and are still short of 1e-3 at the smooth ladder's last rung (255 nodes): they
+    # are certified along the piecewise ladder instead of being returned unconverged.
+    model = Hidden(torch.relu, seed=7)
+    x = inputs(batch=16, seed=8)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-3)
+    stalled = exp.n_evals - exp.extras["points"] == 255
+    assert int(stalled.sum()) >= 1
+    assert bool(exp.converged.all())
+    err = rel_error(
+        exp.attributions, integrad.explain(model, x, target=0, n_steps=4096).attributions
+    )
+    # The contract, against dense Gauss–Legendre (~1e-4 off itself through the kinks).
+    assert float((err <= 1e-3).double().mean()) >= 0.95
+    assert (err <= 2e-3).all()
+    assert (exp.relative_delta <= 1e-3).all()
 
 
 def test_smooth_ladder_is_nested_and_reuses_every_evaluation() -> None:

@@ -10,7 +10,9 @@ the rule is symmetric. Rule m integrates polynomials of degree (3m + 1)/2 exactl
 
 from __future__ import annotations
 
-__all__ = ["PATTERSON"]
+import torch
+
+__all__ = ["PATTERSON", "nested_rungs"]
 
 # fmt: off
 PATTERSON: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -312,3 +314,30 @@ PATTERSON: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
     ),
 }
 # fmt: on
+
+
+def nested_rungs() -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Per rung: the alphas its new nodes add, and their weights in this and every later rung.
+
+    The 1-node rung (Gauss–Legendre's midpoint) comes first: it is nested in the 3-node rule.
+    """
+    sizes = [1, *PATTERSON]
+    full = {1: (torch.tensor([0.5], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))}
+    for m, (half, weights) in PATTERSON.items():
+        x = torch.tensor(half, dtype=torch.float64)
+        w = torch.tensor(weights, dtype=torch.float64)
+        # Symmetric on [-1, 1]; on [0, 1] the nodes are (1 ± x)/2 and the weights halve.
+        alphas = torch.cat([(1 - x[1:].flip(0)) / 2, (1 + x) / 2])
+        full[m] = (alphas, torch.cat([w[1:].flip(0), w]) / 2)
+    rungs = []
+    seen = torch.empty(0, dtype=torch.float64)
+    for i, m in enumerate(sizes):
+        alphas = full[m][0]
+        new = alphas[~torch.isin(alphas, seen)]
+        later = []
+        for bigger in sizes[i:]:
+            where = torch.searchsorted(full[bigger][0], new)
+            later.append(full[bigger][1][where])
+        rungs.append((new, later))
+        seen = torch.cat([seen, new])
+    return rungs

@@ -25,7 +25,7 @@ from .exact import check_model, exact
 from .explanation import Explanation
 from .idgi import idgi
 from .quadrature import METHODS, check_method, rule
-from .tolerance import DEFAULT_MAX_STEPS, Tolerated, check_tolerance, integrate_to_tolerance
+from .tolerance import Tolerated, check_tolerance, integrate_to_tolerance
 
 __all__ = ["IntegratedGradients", "explain"]
 
@@ -62,8 +62,8 @@ def explain(
 
     With ``tolerance``, each example is integrated until its estimated relative L2
     error and its relative completeness gap are both within ``tolerance``, or until
-    ``max_steps`` evaluations (default 1024); ``n_steps`` and ``method`` are then
-    chosen per example (:mod:`integrad.tolerance`), and the result carries
+    ``max_steps`` evaluations (default ``max(1024, 16 / tolerance)``); ``n_steps`` and
+    ``method`` are then chosen per example (:mod:`integrad.tolerance`), and the result carries
     ``error_estimate`` and ``converged`` per example.
 
     ``kind`` says what the inputs are (``"image"``, ``"text"``, ``"table"``,
@@ -168,9 +168,7 @@ class _Run:
         self.n_steps = n_steps
         self.extras: dict[str, Any] = {}
         if tolerance is not None:
-            self.tolerated = integrate_to_tolerance(
-                self.engine, tolerance, DEFAULT_MAX_STEPS if max_steps is None else max_steps
-            )
+            self.tolerated = integrate_to_tolerance(self.engine, tolerance, max_steps)
             self.grads = self.tolerated.grads
             self._ends = (self.tolerated.output, self.tolerated.baseline_output)
         elif method == "exact":

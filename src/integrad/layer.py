@@ -57,7 +57,7 @@ from ._inputs import (
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
-from .tolerance import DEFAULT_MAX_STEPS, check_tolerance, integrate_to_tolerance, is_smooth
+from .tolerance import check_tolerance, integrate_to_tolerance, is_smooth
 
 __all__ = ["LayerIntegratedGradients"]
 
@@ -252,7 +252,7 @@ class LayerIntegratedGradients(GradientAttribution):
                 tolerated = integrate_to_tolerance(
                     engine,
                     tolerance,
-                    DEFAULT_MAX_STEPS if max_steps is None else max_steps,
+                    max_steps,
                     smooth=is_smooth(self.forward_func),
                 )
                 self.error_estimate, self.converged = tolerated.error_estimate, tolerated.converged
