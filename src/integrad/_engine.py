@@ -115,6 +115,8 @@ class Engine:
         """``(batch, classes)``: the model's whole output at the inputs, kept by :meth:`ends`
         when the output has one row of several classes per example (else None)."""
         self._diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
+        # Zero baselines (the default) need no adding: one tensor per chunk, not three.
+        self._bases = tuple(None if bool((b == 0).all()) else b for b in problem.baselines)
 
     # -- chunking ---------------------------------------------------------------------
 
@@ -189,10 +191,11 @@ class Engine:
     def points(self, rows: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Path points ``x'_r + alpha (x_r - x'_r)`` for examples ``rows``."""
         out = []
-        for base, diff in zip(self.problem.baselines, self._diffs, strict=True):
+        for base, diff in zip(self._bases, self._diffs, strict=True):
             a = alphas.to(device=diff.device, dtype=diff.dtype).view(-1, *([1] * (diff.dim() - 1)))
             r = rows.to(diff.device)
-            out.append(torch.addcmul(base.index_select(0, r), a, diff.index_select(0, r)))
+            point = diff.index_select(0, r).mul_(a)
+            out.append(point if base is None else point.add_(base.index_select(0, r)))
         return tuple(out)
 
     def _forward(self, points: tuple[torch.Tensor, ...], rows: torch.Tensor) -> Any:
