@@ -49,7 +49,9 @@ LEAST_CHUNK_POINTS = 4
 """Off CUDA, the search tries no chunk smaller than this."""
 
 TIMINGS = 2
-"""Chunks timed per size; the fastest counts (the first at a new size pays its set-up)."""
+"""Chunks timed per size after its first, which pays the size's set-up (oneDNN kernels for
+a new batch shape, fresh pages: measured 1.5–2.5× a warm chunk of a 64-px CNN) and is not
+counted; the fastest of the others counts."""
 
 
 class SavedBytes:
@@ -144,12 +146,13 @@ class ChunkPolicy:
     """Points per chunk, from the bytes a point costs, the memory budget and the clock.
 
     On CUDA the chunk fills the budget: a GPU runs fastest on the largest batch it can
-    hold. Off CUDA the best chunk depends on the model and the machine's caches (measured
-    in docs/benchmarks.md: 16–32 points of a 64-px CNN, thousands of a small MLP, a few
-    of a ResNet-18), so the first gradient chunks are a search: sizes are timed (seconds
-    per point, the best of :data:`TIMINGS` chunks each) starting at a guess aimed at
-    :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_POINTS`), then at its double or
-    half, moving on from the fastest size so far until both its neighbours are slower:
+    hold. Off CUDA the best chunk depends on the model, the machine's caches and its load
+    (measured in docs/benchmarks.md: 8–32 points of a 64-px CNN, thousands of a small
+    MLP, a few of a ResNet-18), so the first gradient chunks are a search. Sizes are
+    timed in seconds per point: each on :data:`TIMINGS` chunks after a first that warms
+    it up, the fastest counting. The search starts at a guess aimed at
+    :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_POINTS`), then tries its double
+    or half, moving on from the fastest size so far until both its neighbours are slower:
     a climb over sizes a factor of two apart, never above the budget nor below
     :data:`LEAST_CHUNK_POINTS`. Every timed chunk is part of the path (no work is thrown
     away), and the timings are remembered with the bytes per point (per model and input
@@ -179,16 +182,16 @@ class ChunkPolicy:
         return max(1, min(most, by_speed))
 
     def best(self, bytes_per_point: float) -> int | None:
-        """The fastest size timed :data:`TIMINGS` times and within the budget, if any."""
+        """The fastest size timed :data:`TIMINGS` times after its first, within the budget."""
         most = self.by_memory(bytes_per_point)
-        rates = {s: min(t) for s, t in self.timings.items() if len(t) >= TIMINGS and s <= most}
+        rates = {s: min(t[1:]) for s, t in self.timings.items() if len(t) > TIMINGS and s <= most}
         return min(rates, key=lambda s: (rates[s], s)) if rates else None
 
     def trial(self, bytes_per_point: float, total: int) -> int | None:
         """The size to time next on a path of ``total`` points; None once the search has
         settled (the fastest size's neighbours are slower, or out of bounds)."""
         most = min(self.by_memory(bytes_per_point), total)
-        unfinished = [s for s, t in self.timings.items() if len(t) < TIMINGS and s <= most]
+        unfinished = [s for s, t in self.timings.items() if len(t) <= TIMINGS and s <= most]
         if unfinished:
             return min(unfinished)
         best = self.best(bytes_per_point)
