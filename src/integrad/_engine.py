@@ -183,7 +183,8 @@ class Engine:
         self.bytes_per_point = (counter.total + 2 * points_bytes) / counter.rows
         known = _memory.remember(self.problem, self.bytes_per_point, on_chunk)
         if known is not None:  # the chunk timings go on in the next call
-            known.timings.update(self.policy.timings)
+            for size, times in self.policy.timings.sizes.items():
+                known.timings.sizes.setdefault(size, times)
             self.policy.timings = known.timings
 
     # -- evaluation -------------------------------------------------------------------

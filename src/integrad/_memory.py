@@ -48,6 +48,12 @@ small start at the minimum and the search climbs from there."""
 LEAST_CHUNK_POINTS = 4
 """Off CUDA, the search tries no chunk smaller than this."""
 
+WINDOW = 4
+"""Timings kept per chunk size after its warm-up: the best of these is its rate."""
+
+RECHECK = 32
+"""Chunks at the winning size after which one of its neighbours is timed again."""
+
 TIMINGS = 2
 """Chunks timed per size after its first, which pays the size's set-up (oneDNN kernels for
 a new batch shape, fresh pages: measured 1.5–2.5× a warm chunk of a 64-px CNN) and is not
@@ -142,32 +148,55 @@ def default_budget(device: torch.device) -> int:
     return max(1, int(CUDA_SHARE * (free + unused)))
 
 
+@dataclass
+class Timings:
+    """How fast chunk sizes ran, per model and input signature (see :class:`ChunkPolicy`)."""
+
+    sizes: dict[int, list[float]] = field(default_factory=dict)
+    """Per size, seconds per point of its chunks: the first (its warm-up), then the latest
+    :data:`WINDOW` others."""
+    since: int = 0
+    """Chunks run at the winning size since a neighbour was last timed again."""
+    upward: bool = False
+    """Which neighbour the next check times again (they take turns)."""
+
+    def record(self, size: int, per_point: float) -> None:
+        times = self.sizes.setdefault(size, [])
+        times.append(per_point)
+        if len(times) > 1 + WINDOW:
+            del times[1]
+
+    def rate(self, size: int) -> float | None:
+        """The best of the size's latest timings after its warm-up; None before two."""
+        times = self.sizes.get(size, [])
+        return min(times[1:]) if len(times) > TIMINGS else None
+
+
 class ChunkPolicy:
     """Points per chunk, from the bytes a point costs, the memory budget and the clock.
 
     On CUDA the chunk fills the budget: a GPU runs fastest on the largest batch it can
     hold. Off CUDA the best chunk depends on the model, the machine's caches and its load
     (measured in docs/benchmarks.md: 8–32 points of a 64-px CNN, thousands of a small
-    MLP, a few of a ResNet-18), so the first gradient chunks are a search. Sizes are
-    timed in seconds per point: each on :data:`TIMINGS` chunks after a first that warms
-    it up, the fastest counting. The search starts at a guess aimed at
+    MLP, a few of a ResNet-18), so chunk sizes are timed, in seconds per point: each on
+    :data:`TIMINGS` chunks after a first that warms it up, the best of its latest
+    :data:`WINDOW` counting. The search starts at a guess aimed at
     :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_POINTS`), then tries its double
     or half, moving on from the fastest size so far until both its neighbours are slower:
     a climb over sizes a factor of two apart, never above the budget nor below
-    :data:`LEAST_CHUNK_POINTS`. Every timed chunk is part of the path (no work is thrown
-    away), and the timings are remembered with the bytes per point (per model and input
-    signature), so a search that a short call leaves unfinished goes on in the next and
-    a settled one costs nothing. Chunking only reorders a float64 sum and batches the
-    model differently: results agree with any other chunking to rounding.
+    :data:`LEAST_CHUNK_POINTS`. The winner's chunks stay timed, and every
+    :data:`RECHECK` of them one neighbour is timed again, so a choice made under a
+    passing load (or a slow first chunk) is revisited. Every timed chunk is part of the
+    path (no work is thrown away), and the timings are remembered with the bytes per point
+    (per model and input signature), so a search that a short call leaves unfinished goes
+    on in the next and a settled one costs nothing. Chunking only reorders a float64 sum
+    and batches the model differently: results agree with any other chunking to rounding.
     """
 
-    def __init__(
-        self, budget: int, fill: bool, timings: dict[int, list[float]] | None = None
-    ) -> None:
+    def __init__(self, budget: int, fill: bool, timings: Timings | None = None) -> None:
         self.budget = budget
         self.fill = fill
-        self.timings: dict[int, list[float]] = {} if timings is None else timings
-        """Seconds per point of each chunk size timed, per chunk."""
+        self.timings = Timings() if timings is None else timings
         self.clock: Callable[[], float] = time.perf_counter
 
     def by_memory(self, bytes_per_point: float) -> int:
@@ -182,64 +211,79 @@ class ChunkPolicy:
         return max(1, min(most, by_speed))
 
     def best(self, bytes_per_point: float) -> int | None:
-        """The fastest size timed :data:`TIMINGS` times after its first, within the budget."""
+        """The fastest size with a rate (:meth:`Timings.rate`) within the budget, if any."""
         most = self.by_memory(bytes_per_point)
-        rates = {s: min(t[1:]) for s, t in self.timings.items() if len(t) > TIMINGS and s <= most}
-        return min(rates, key=lambda s: (rates[s], s)) if rates else None
+        rates = {s: self.timings.rate(s) for s in self.timings.sizes if s <= most}
+        known = {s: r for s, r in rates.items() if r is not None}
+        return min(known, key=lambda s: (known[s], s)) if known else None
 
-    def trial(self, bytes_per_point: float, total: int) -> int | None:
-        """The size to time next on a path of ``total`` points; None once the search has
-        settled (the fastest size's neighbours are slower, or out of bounds)."""
-        most = min(self.by_memory(bytes_per_point), total)
-        unfinished = [s for s, t in self.timings.items() if len(t) <= TIMINGS and s <= most]
-        if unfinished:
-            return min(unfinished)
-        best = self.best(bytes_per_point)
-        if best is None:
-            return min(self.first(bytes_per_point), most)
+    def _neighbours(self, best: int, bytes_per_point: float, most: int) -> list[int]:
         guess = self.first(bytes_per_point)
         # Where the byte target set the guess, bigger chunks are the likelier win (small
         # models); where the minimum or the budget did, smaller ones (big models).
         upward = MIN_CHUNK_POINTS < guess < self.by_memory(bytes_per_point)
         up = min(2 * best, most) if best < most else None
         down = max(best // 2, LEAST_CHUNK_POINTS) if best > LEAST_CHUNK_POINTS else None
-        for size in (up, down) if upward else (down, up):
-            if size is not None and size not in self.timings:
+        return [s for s in ((up, down) if upward else (down, up)) if s is not None]
+
+    def trial(self, bytes_per_point: float, total: int) -> int | None:
+        """The size to time next on a path of ``total`` points while the search is on;
+        None once it has settled (the fastest size's neighbours are slower, or out of
+        bounds) and no check of a neighbour is due."""
+        most = min(self.by_memory(bytes_per_point), total)
+        unfinished = [s for s in self.timings.sizes if s <= most and self.timings.rate(s) is None]
+        if unfinished:
+            return min(unfinished)
+        best = self.best(bytes_per_point)
+        if best is None:
+            return min(self.first(bytes_per_point), most)
+        neighbours = self._neighbours(best, bytes_per_point, most)
+        for size in neighbours:
+            if size not in self.timings.sizes:
                 return size
+        if self.timings.since >= RECHECK and neighbours:
+            self.timings.since, self.timings.upward = 0, not self.timings.upward
+            up = [s for s in neighbours if s > best]
+            down = [s for s in neighbours if s < best]
+            return (up or down)[0] if self.timings.upward else (down or up)[0]
         return None
 
     def size(self, bytes_per_point: float) -> int:
-        """Points per chunk once the search is over (or not run): its winner, else the guess."""
+        """Points per chunk once the search has settled (or without one): its winner, else
+        the guess."""
         best = self.best(bytes_per_point)
         return self.first(bytes_per_point) if best is None else best
 
     def slices(
         self, total: int, bytes_per_point: Callable[[], float], timed: bool
     ) -> Iterator[slice]:
-        """Chunks covering ``range(total)``; ``timed`` lets the first ones search sizes.
+        """Chunks covering ``range(total)``; ``timed`` lets them search and check sizes.
 
         A chunk's time is from its yield to the next request: the caller's work on it.
-        A path no longer than the guess is one chunk, untimed.
-        After the search, equal chunks: a small remainder chunk would run at a poor rate.
+        A path no longer than the guess is one chunk, untimed. The path's last stretch
+        shorter than two chunks goes in equal chunks, untimed: a small remainder chunk
+        would run at a poor rate.
         """
         start = 0
         # A path that the guess takes in one chunk runs so: nothing to gain, and repeated
         # calls then give bit-identical results.
         timed = timed and not self.fill and total > self.first(bytes_per_point())
-        while timed and start < total:
-            size = self.trial(bytes_per_point(), total)
-            if size is None:
-                break
-            began, left = self.clock(), total - start
-            yield slice(start, start + min(size, left))
-            if size <= left:  # the path's last bit, cut short, says nothing of the size
-                self.timings.setdefault(size, []).append((self.clock() - began) / size)
-            start += min(size, left)
         while start < total:
             left = total - start
-            size = -(-left // -(-left // self.size(bytes_per_point())))
-            yield slice(start, min(total, start + size))
-            start += size
+            trial = self.trial(bytes_per_point(), total) if timed else None
+            settled = trial is None
+            size = self.size(bytes_per_point()) if trial is None else trial
+            if settled and (left < 2 * size or not timed):
+                size = -(-left // -(-left // size))
+                yield slice(start, start + size)
+                start += size
+                continue
+            began = self.clock()
+            yield slice(start, start + min(size, left))
+            if size <= left:  # the path's last bit, cut short, says nothing of the size
+                self.timings.record(size, (self.clock() - began) / size)
+                self.timings.since += settled
+            start += min(size, left)
 
 
 @dataclass
@@ -247,7 +291,7 @@ class Remembered:
     """What a model costs per path point, and how fast chunk sizes ran (see ChunkPolicy)."""
 
     bytes_per_point: float
-    timings: dict[int, list[float]] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
     on_chunk: bool = False
     """Whether ``bytes_per_point`` was counted on a real chunk (else on the probe's few
     points: the next call counts again)."""
