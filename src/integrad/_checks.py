@@ -108,7 +108,8 @@ def user_stacklevel() -> int:
 
     Call it in the function that warns. Entry points reach the warning through
     different depths (``explain``, a class's ``attribute``, layer IG), so no fixed
-    number names the user's line for all of them.
+    number names the user's line for all of them. Under ``python -m integrad.…`` the
+    script run is integrad's own module, and the warning points at its line.
     """
     package = os.path.dirname(os.path.abspath(__file__))
     frame = sys._getframe(1)
@@ -118,7 +119,9 @@ def user_stacklevel() -> int:
     ):
         frame = frame.f_back
         level += 1
-    return level
+    # ``python -m integrad.…``: the caller is runpy's frozen code; the user's line is then
+    # the module run as a script, integrad's outermost frame.
+    return level - 1 if frame.f_code.co_filename.startswith("<frozen") else level
 
 
 def warn_if_training(forward_func: Callable[..., Any]) -> None:
