@@ -97,7 +97,9 @@ class Engine:
         # A model in training mode (BatchNorm on chunk statistics) depends on the chunking:
         # keep it the same from call to call rather than timed.
         model = problem.owner
-        self._timed = model is None or not training_modules(model)
+        # Only the CPU is timed: elsewhere kernels run asynchronously, so the clock would
+        # time the launches (CUDA fills the budget instead; other devices take the guess).
+        self._timed = device.type == "cpu" and (model is None or not training_modules(model))
         self.internal_batch_size = internal_batch_size
         self.bytes_per_point: float | None = None
         self.chunks_run = 0
