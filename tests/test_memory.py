@@ -61,9 +61,12 @@ def test_search_finds_the_fastest_size_away_from_its_guess():
     # 4 MiB per point: the guess is the 8-point minimum; per point, 16 is fastest.
     policy = _memory.ChunkPolicy(1 << 40, fill=False)
     sizes = run_slices(policy, 400, float(4 << 20), rate_best_at_16)
-    assert sizes[:12] == [8] * 3 + [4] * 3 + [16] * 3 + [32] * 3  # a warm-up, two timed
+    assert sizes[:9] == [8] * 3 + [16] * 3 + [32] * 3  # a warm-up, two timed; upward first
     assert policy.trial(float(4 << 20), 400) is None and policy.size(float(4 << 20)) == 16
-    assert set(sizes[12:-2]) == {16} and sum(sizes[-2:]) < 32  # the winner, then the rest
+    assert set(sizes[9:-2]) == {16} and sum(sizes[-2:]) < 32  # the winner, then the rest
+    # 32 MiB per point (a big model): downward first, from 8 to 4.
+    big = _memory.ChunkPolicy(1 << 40, fill=False)
+    assert run_slices(big, 400, float(32 << 20), rate_best_at_16)[:6] == [8] * 3 + [4] * 3
 
 
 def test_a_search_too_long_for_one_call_goes_on_in_the_next():
@@ -73,7 +76,7 @@ def test_a_search_too_long_for_one_call_goes_on_in_the_next():
         calls.append(run_slices(policy, 40, float(4 << 20), rate_best_at_16))
     assert 3 <= len(calls) <= 6 and policy.size(float(4 << 20)) == 16
     assert run_slices(policy, 40, float(4 << 20), rate_best_at_16) == [16, 12, 12]
-    assert set(policy.timings.sizes) == {4, 8, 16, 32}  # a cut-short chunk is not timed
+    assert set(policy.timings.sizes) == {8, 16, 32}  # a cut-short chunk is not timed
 
 
 def test_a_size_that_lost_under_a_passing_load_is_timed_again_and_wins():
@@ -88,7 +91,7 @@ def test_a_size_that_lost_under_a_passing_load_is_timed_again_and_wins():
         return busy * rate_best_at_16(size)
 
     sizes = run_slices(policy, 800, float(4 << 20), cost)
-    assert sizes[:9] == [8] * 3 + [4] * 3 + [16] * 3 and sizes[9] == 8  # settled on 8
+    assert sizes[:9] == [8] * 3 + [16] * 3 + [4] * 3 and sizes[9] == 8  # settled on 8
     assert policy.size(float(4 << 20)) == 16 and sizes[-3] == 16
     assert sizes.count(8) < 3 + _memory.RECHECK + 4  # the check came after RECHECK chunks
 

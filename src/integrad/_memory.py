@@ -45,6 +45,9 @@ Measured best chunks (docs/benchmarks.md): 8 points of a ResNet-18 at 224 px (20
 activations per point), 16 of a 64-px CNN (2 MiB), 16–48 of MiniLM (1.5 MiB); models that
 small start at the minimum and the search climbs from there."""
 
+BIG_CHUNK_TARGETS = 4
+"""A guess holding more than this many byte targets is searched downward first."""
+
 LEAST_CHUNK_POINTS = 4
 """Off CUDA, the search tries no chunk smaller than this."""
 
@@ -182,7 +185,8 @@ class ChunkPolicy:
     :data:`TIMINGS` chunks after a first that warms it up, the best of its latest
     :data:`WINDOW` counting. The search starts at a guess aimed at
     :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_POINTS`), then tries its double
-    or half, moving on from the fastest size so far until both its neighbours are slower:
+    (its half first where the guess holds over :data:`BIG_CHUNK_TARGETS` byte targets),
+    moving on from the fastest size so far until both its neighbours are slower:
     a climb over sizes a factor of two apart, never above the budget nor below
     :data:`LEAST_CHUNK_POINTS`. The winner's chunks stay timed, and every
     :data:`RECHECK` of them one neighbour is timed again, so a choice made under a
@@ -219,9 +223,12 @@ class ChunkPolicy:
 
     def _neighbours(self, best: int, bytes_per_point: float, most: int) -> list[int]:
         guess = self.first(bytes_per_point)
-        # Where the byte target set the guess, bigger chunks are the likelier win (small
-        # models); where the minimum or the budget did, smaller ones (big models).
-        upward = MIN_CHUNK_POINTS < guess < self.by_memory(bytes_per_point)
+        # Bigger chunks are the likelier win unless the guess already holds several times
+        # the byte target (a ResNet-18 at 224 px: 8 points of 20 MiB) or the budget's worth.
+        upward = (
+            guess < self.by_memory(bytes_per_point)
+            and guess * bytes_per_point <= BIG_CHUNK_TARGETS * TARGET_CHUNK_BYTES
+        )
         up = min(2 * best, most) if best < most else None
         down = max(best // 2, LEAST_CHUNK_POINTS) if best > LEAST_CHUNK_POINTS else None
         return [s for s in ((up, down) if upward else (down, up)) if s is not None]
