@@ -2,8 +2,9 @@
 
 For each model of ``bench/_models.py`` it prints the time to evaluate the same path
 points in chunks of 8 … 4096 points (medians), next to the chunk's saved activations
-as integrad measures them. The engine aims at about ``TARGET_CHUNK_BYTES`` per chunk,
-and at least ``MIN_CHUNK_POINTS`` points.
+as integrad measures them. The engine's first guess aims at about ``TARGET_CHUNK_BYTES``
+per chunk, and at least ``MIN_CHUNK_POINTS`` points; a timed search goes on from there
+(``integrad._memory.ChunkPolicy``; ``bench/zoo.py`` measures the result).
 
     python bench/chunks.py [--points 8192] [--repeats 5]
 """
