@@ -218,30 +218,23 @@ def _class_table(
     means_abs: dict[Any, torch.Tensor],
     counts: dict[Any, int],
 ) -> str:
-    from ..explanation import Explanation as Batch
-    from .tables import _names, global_importance
+    from .tables import _names
 
     total = torch.stack([means_abs[c] * counts[c] for c in means]).sum(0) / sum(counts.values())
     names = _names(exp, None, int(total.numel()))
-    index = {name: j for j, name in enumerate(names)}
-    # global_importance of the rows (t, -t) ranks the features by t, the mean |attribution|.
-    pair = torch.stack([total, -total])
-    two = Batch(pair, torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.zeros(2),
-                "mean", 0, pair, pair, None)  # fmt: skip
-    ranked = global_importance(two, feature_names=names, as_frame=False)[:15]
+    ranked = torch.argsort(total, descending=True, stable=True)[:15].tolist()
     limit = max(float(m.abs().max()) for m in means.values())
     head = tr("feature", "mean |attribution|", *(f"{by} {c} ({counts[c]})" for c in means),
               header=True)  # fmt: skip
     body = []
-    for r in ranked:
-        j = index[r["feature"]]
+    for j in ranked:
         cells = "".join(
             f'<td class="num" style="{cell_style(float(m[j]), limit)}">{float(m[j]):.3g}</td>'
             for m in means.values()
         )
         body.append(
-            f"<tr><td>{escape(r['feature'])}</td>"
-            f'<td class="num">{r["mean_abs_attribution"]:.4g}</td>{cells}</tr>'
+            f"<tr><td>{escape(names[j])}</td>"
+            f'<td class="num">{float(total[j]):.4g}</td>{cells}</tr>'
         )
     bar = img(_mean_legend(exp, limit), SIGN_WORDS)
     return (
