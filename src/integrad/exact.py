@@ -52,6 +52,7 @@ catches nonlinearity above ~2e-3 of the output's scale.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -114,13 +115,23 @@ def check_model(forward_func: Callable[..., Any]) -> None:
         raise ValueError(f"method='exact' needs a piecewise-linear model; {where} {reason}")
 
 
+@dataclass(frozen=True)
+class TooManyRegions:
+    """:func:`exact`'s answer when an example crosses more than ``max_regions``: F at the
+    inputs and at the baselines, already evaluated, for whoever integrates instead."""
+
+    output: torch.Tensor
+    baseline_output: torch.Tensor
+
+
 def exact(
     engine: Engine, max_regions: int | None = None
-) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor] | None:
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor, torch.Tensor] | TooManyRegions:
     """``(∫₀¹ ∂F/∂x dα, F(x), F(x'), regions)`` per example, exactly, evaluated on ``engine``.
 
-    ``forward_func`` must have passed :func:`check_model`. With ``max_regions``, None as
-    soon as some example is seen to cross more regions (before any gradient is taken).
+    ``forward_func`` must have passed :func:`check_model`. With ``max_regions``,
+    :class:`TooManyRegions` as soon as some example is seen to cross more regions (before
+    any gradient is taken).
     """
     with call_scope():  # the hooks ignore other threads' forward passes
         recorder = Recorder(model_of(engine.problem.forward_func))
@@ -128,8 +139,8 @@ def exact(
             found = _regions(engine, recorder, max_regions)
         finally:
             recorder.remove()
-        if found is None:
-            return None
+        if isinstance(found, TooManyRegions):
+            return found
         hosts, regions, output, baseline_output = found
         grads = _integrate(engine, recorder, hosts)
     return grads, output, baseline_output, regions
@@ -137,7 +148,7 @@ def exact(
 
 def _regions(
     engine: Engine, recorder: Recorder, max_regions: int | None = None
-) -> tuple[Hosts, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+) -> tuple[Hosts, torch.Tensor, torch.Tensor, torch.Tensor] | TooManyRegions:
     """Split every example's path until each segment lies in one activation region.
 
     A segment cut at every switching point of its first differing call agrees on that
@@ -181,7 +192,7 @@ def _regions(
         if max_regions is not None:
             seen = regions + torch.bincount(torch.cat([seg.row, opn.row[which]]), minlength=batch)
             if int(seen.max()) > max_regions:
-                return None
+                return TooManyRegions(f1, f0)
         cut = blind[which]
         finals = final.nonzero().squeeze(1)
         ends = Segments.cat([seg.take(finals), opn.take(blind.nonzero().squeeze(1))])

@@ -79,7 +79,7 @@ from ._inputs import check_positive_int, flat_rows
 from ._memory import Accumulator
 from ._modules import is_kinked_module, is_smooth_module, owner
 from ._patterson import nested_rungs
-from .exact import check_model, exact
+from .exact import TooManyRegions, check_model, exact
 from .quadrature import METHODS
 
 __all__ = [
@@ -201,11 +201,14 @@ def integrate_to_tolerance(
             f"max_steps must be at least {least} (two rungs, to estimate the error) for "
             f"this model, got {max_steps}"
         )
+    ends: tuple[torch.Tensor, torch.Tensor] | None = None
     if kind == "piecewise":
         answer = _exact_if_cheaper(engine, tolerance, max_steps)
-        if answer is not None:
+        if isinstance(answer, Tolerated):
             return answer
-    output, baseline_output = engine.ends()
+        if answer is not None:  # the region search already evaluated F at both ends
+            ends = answer.output, answer.baseline_output
+    output, baseline_output = ends or engine.ends()
     batch = engine.problem.batch
     # Per-example bookkeeping stays on the CPU, whatever the model's device.
     change = (output - baseline_output).double().cpu()
@@ -249,11 +252,15 @@ def integrate_to_tolerance(
     )
 
 
-def _exact_if_cheaper(engine: Engine, tolerance: float, max_steps: int) -> Tolerated | None:
+def _exact_if_cheaper(
+    engine: Engine, tolerance: float, max_steps: int
+) -> Tolerated | TooManyRegions | None:
     """Exact IG when the model is piecewise-linear and its paths cross few regions.
 
     The region search stops (after forward passes only) once an example crosses more
-    than about what the piecewise ladder would spend at ``tolerance``; then None.
+    than about what the piecewise ladder would spend at ``tolerance``: then F at the
+    ends it evaluated (:class:`~integrad.exact.TooManyRegions`); None where exact IG
+    does not apply.
     """
     model = engine.problem.owner
     if model is None or engine.problem.forward_func is not model:
@@ -267,8 +274,8 @@ def _exact_if_cheaper(engine: Engine, tolerance: float, max_steps: int) -> Toler
         found = exact(engine, max_regions=cap)
     except ValueError:  # a nonlinearity the hooks cannot see: the ladder copes with it
         return None
-    if found is None:
-        return None
+    if isinstance(found, TooManyRegions):
+        return found
     grads, output, baseline_output, regions = found
     batch = engine.problem.batch
     return Tolerated(

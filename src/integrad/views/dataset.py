@@ -233,8 +233,7 @@ def _class_table(
             for m in means.values()
         )
         body.append(
-            f"<tr><td>{escape(names[j])}</td>"
-            f'<td class="num">{float(total[j]):.4g}</td>{cells}</tr>'
+            f'<tr><td>{escape(names[j])}</td><td class="num">{float(total[j]):.4g}</td>{cells}</tr>'
         )
     bar = img(_mean_legend(exp, limit), SIGN_WORDS)
     return (
