@@ -57,7 +57,7 @@ from ._inputs import (
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
-from .tolerance import check_tolerance, integrate_to_tolerance, is_smooth
+from .tolerance import check_tolerance, integrate_to_tolerance
 
 __all__ = ["LayerIntegratedGradients"]
 
@@ -249,12 +249,7 @@ class LayerIntegratedGradients(GradientAttribution):
                 grad_kwargs=grad_kwargs,
             )
             if tolerance is not None:
-                tolerated = integrate_to_tolerance(
-                    engine,
-                    tolerance,
-                    max_steps,
-                    smooth=is_smooth(self.forward_func),
-                )
+                tolerated = integrate_to_tolerance(engine, tolerance, max_steps)
                 self.error_estimate, self.converged = tolerated.error_estimate, tolerated.converged
                 return tolerated.grads, engine, evaluate.reused
             # One example per engine call makes every chunk hold a single distinct row,

@@ -182,19 +182,17 @@ class Tolerated:
 
 
 def integrate_to_tolerance(
-    engine: Engine, tolerance: float, max_steps: int | None = None, smooth: bool | None = None
+    engine: Engine, tolerance: float, max_steps: int | None = None
 ) -> Tolerated:
     """Integrate every example of ``engine``'s problem until it meets ``tolerance``.
 
-    ``max_steps`` defaults to :func:`default_max_steps`. ``smooth`` picks the ladder; by
-    default it is read from the problem's model (``PathProblem.owner``: for layer IG the
-    caller's model, not the wrapper).
+    ``max_steps`` defaults to :func:`default_max_steps`. The ladder is read from the
+    problem's model (``PathProblem.owner``: for layer IG the caller's model, not the
+    wrapper).
     """
     if max_steps is None:
         max_steps = default_max_steps(tolerance)
-    kind = ladder_of(engine.problem.owner or engine.problem.forward_func)
-    if smooth is not None:
-        kind = ("smooth" if kind == "piecewise" else kind) if smooth else "piecewise"
+    kind = ladder_of(engine.problem.owner)
     least = 3 if kind != "piecewise" else 2 * FIRST_CELLS - 1
     if max_steps < least:
         raise ValueError(
