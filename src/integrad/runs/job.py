@@ -24,13 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._modules import owner
 from ..baselines import BaselineStrategy
 from .explainers import EXPLAINERS, check_rereadable, is_random
 from .progress import Progress
 from .results import UNKNOWN, Run
 from .sources import source_of
 from .store import FORMAT_VERSION, RunMismatchError, Store
-from .work import Job, explain_examples, model_of, on_device
+from .work import Job, explain_examples, on_device
 
 __all__ = ["RunInterrupted", "open_run", "run"]
 
@@ -45,7 +46,7 @@ class RunInterrupted(KeyboardInterrupt):
 def model_fingerprint(forward_func: Callable[..., Any]) -> str:
     """sha256 of the model's class, parameter and buffer names, dtypes, shapes and values."""
     h = hashlib.sha256(b"integrad.run.model")
-    model = model_of(forward_func)
+    model = owner(forward_func)
     if model is None:  # a plain function: only its name can be recorded
         h.update(getattr(forward_func, "__qualname__", type(forward_func).__name__).encode())
         return h.hexdigest()
@@ -94,7 +95,7 @@ def _target_spec(target: Any) -> Any:
 
 def _local_copy(forward_func: Callable[..., Any], device: str) -> Callable[..., Any]:
     """``forward_func`` on a copy of its model moved to ``device`` (the caller's stays)."""
-    model = model_of(forward_func)
+    model = owner(forward_func)
     if model is None or not (model is forward_func or hasattr(forward_func, "__func__")):
         raise ValueError(
             f"device={device!r} needs the model as an nn.Module or one of its methods; move "
@@ -227,7 +228,7 @@ def run(
         )
     from .. import __version__
 
-    model = model_of(forward_func)
+    model = owner(forward_func)
     if isinstance(data, (str, os.PathLike)):
         data, labels, feature_names = _read_path(data, labels, feature_names)
     source = source_of(data, labels)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from .._modules import first_parameter, owner
 from ..explanation import Explanation
@@ -24,17 +23,12 @@ from .explainers import explain_batch
 from .results import concat
 from .sources import Batch
 
-__all__ = ["Job", "example_seed", "explain_examples", "model_of", "on_device"]
-
-
-def model_of(forward_func: Callable[..., Any]) -> nn.Module | None:
-    """The Module that ``forward_func`` is or is a method of (None for a plain function)."""
-    return forward_func if isinstance(forward_func, nn.Module) else owner(forward_func)
+__all__ = ["Job", "example_seed", "explain_examples", "on_device"]
 
 
 def on_device(forward_func: Callable[..., Any], device: str | torch.device) -> None:
     """Move the model behind ``forward_func`` to ``device``, in place (a worker's own copy)."""
-    model = model_of(forward_func)
+    model = owner(forward_func)
     if model is None:
         raise ValueError(
             f"device={str(device)!r} needs a model (an nn.Module or one of its methods) to "
@@ -64,9 +58,12 @@ def example_seed(seed: int, example: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def placed(model: nn.Module | None, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """Inputs on the model's device; floating inputs in its floating dtype."""
-    param = first_parameter(model)
+def placed(
+    forward_func: Callable[..., Any], xs: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, ...]:
+    """Inputs on the device of the model behind ``forward_func``; floating inputs in its
+    floating dtype."""
+    param = first_parameter(forward_func)
     if param is None:
         return xs
     return tuple(x.to(param.device, param.dtype if x.is_floating_point() else x.dtype) for x in xs)
@@ -131,7 +128,7 @@ def _on_cpu(value: Any) -> Any:
 def explain_examples(job: Job, batch: Batch) -> tuple[Explanation, dict[str, list[Any]]]:
     """The batch's Explanation (tensors on the CPU) and its summary rows."""
     started = time.perf_counter()
-    xs = placed(model_of(job.forward_func), batch.inputs)
+    xs = placed(job.forward_func, batch.inputs)
     t = _targets(job.target, batch, job.forward_func, xs)
     gens = None
     if job.random:
