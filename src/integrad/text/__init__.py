@@ -67,6 +67,8 @@ def _forward(model: Any, score: Callable[..., torch.Tensor]) -> Callable[..., to
 
 
 def _logits(out: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+    if getattr(out, "logits", None) is None:
+        raise ValueError(_NO_HEAD)
     return cast(torch.Tensor, out.logits)
 
 
@@ -229,13 +231,7 @@ def explain_text(
     score = score if score is not None else head
     true = _per_example(labels, len(texts), "labels")
     about: dict[str, Any] = {"label_names": _names(label_names)}
-    if score is None:
-        enc = tokenizer(list(texts[:1]), return_tensors="pt")  # one text shows the head
-        with torch.no_grad():
-            embeds = model.get_input_embeddings()(enc["input_ids"])
-            out = model(inputs_embeds=embeds, attention_mask=enc["attention_mask"])
-        if getattr(out, "logits", None) is None:
-            raise ValueError(_NO_HEAD)
+    if score is None:  # _logits refuses a model without a head at its first forward pass
         output_kind = output_kind or "logits"
         if label_names is None:
             about["label_names"] = _names(getattr(getattr(model, "config", None), "id2label", None))
