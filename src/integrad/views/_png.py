@@ -176,19 +176,23 @@ def titled(rgb: np.ndarray, title: str, height: int = 20) -> np.ndarray:
     return np.concatenate([_text_strip(rgb.shape[1], title, height), rgb], axis=0)
 
 
-def _wrapped(text: str, width: int, height: int) -> list[str]:
-    """``text`` broken at spaces into lines that fit ``width`` pixels at the strip's font."""
-    canvas = _canvas(1, 1, max(8, height - 7))
-    if canvas is None:
-        return [text]
-    _, draw, font = canvas
-    lines: list[str] = []
+def wrap(text: str, font: Any, width: int) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``width`` pixels in Pillow ``font``
+    (a single word wider than that gets a line of its own)."""
+    lines = [""]
     for word in text.split(" "):
-        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width - 4:
-            lines[-1] += f" {word}"
+        trial = f"{lines[-1]} {word}".strip()
+        if font.getlength(trial) <= width or not lines[-1]:
+            lines[-1] = trial
         else:
             lines.append(word)
     return lines
+
+
+def _wrapped(text: str, width: int, height: int) -> list[str]:
+    """``text`` broken at spaces into lines that fit ``width`` pixels at the strip's font."""
+    canvas = _canvas(1, 1, max(8, height - 7))
+    return [text] if canvas is None else wrap(text, canvas[2], width - 4)
 
 
 def captioned(rgb: np.ndarray, lines: list[str], height: int = 16) -> np.ndarray:

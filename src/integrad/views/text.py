@@ -207,17 +207,6 @@ def terminal(attribution: TextAttribution, level: str = "word", *, ansi: bool | 
     return "\n".join([header, " ".join(parts), footer])
 
 
-def _wrap(line: str, font: object, width: int) -> list[str]:
-    words, lines = line.split(" "), [""]
-    for word in words:
-        trial = f"{lines[-1]} {word}".strip()
-        if font.getlength(trial) <= width or not lines[-1]:  # type: ignore[attr-defined]
-            lines[-1] = trial
-        else:
-            lines.append(word)
-    return lines
-
-
 def picture(
     attributions: TextAttribution | Sequence[TextAttribution],
     level: str = "word",
@@ -246,7 +235,7 @@ def picture(
     y = pad
     for a, maximum in zip(items, maxima, strict=True):
         header = " · ".join(f"{heading}: {value}" for heading, value in columns(a))
-        for text in _wrap(header, small, width - 2 * pad):
+        for text in _png.wrap(header, small, width - 2 * pad):
             notes.append((y, text))
             y += small_line
         units, scores = a.units(level)
@@ -258,13 +247,13 @@ def picture(
             boxes.append((x, y, unit, background(s, maximum)))
             x += w + 3
         y += line
-        for text in _wrap(f"{completeness(a)}; {_strength(scale, maximum)}", small,
+        for text in _png.wrap(f"{completeness(a)}; {_strength(scale, maximum)}", small,
                           width - 2 * pad):  # fmt: skip
             notes.append((y, text))
             y += small_line
         y += small_line // 2
     bar_y = y + pad
-    legend = _wrap(_legend(scale, maxima), small, width - 2 * pad)
+    legend = _png.wrap(_legend(scale, maxima), small, width - 2 * pad)
     image = Image.new("RGB", (width, bar_y + 14 + small_line * (len(legend) + 1) + pad), "white")
     draw = ImageDraw.Draw(image)
     for x, y0, unit, fill in boxes:
