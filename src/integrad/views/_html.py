@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -122,3 +123,11 @@ def summary_table(exp: Explanation, rows: Sequence[int], *, with_sum: bool = Fal
             cells += [f"num:{float(exp.error_estimate[i]):.3g}", str(bool(exp.converged[i]))]
         body.append(tr(*cells))
     return tr(*head, header=True) + "".join(body)
+
+
+def write(path: str | Path, page: str) -> Path:
+    """Write an HTML page (UTF-8), making its folder; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _captions, _png
-from ._html import cell_style, escape, img, tr
+from ._html import cell_style, escape, img, tr, write
 from .images import (
     _default_scale,
     _footer,
@@ -264,11 +263,3 @@ def page(
         f"<h1>{escape(title)}</h1><h2>Scores</h2>{said}{_score_table(rows, better)}"
         f"{pictures}</body></html>\n"
     )
-
-
-def write(path: str | Path, html: str) -> Path:
-    """Write a page (UTF-8), making its folder; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path

@@ -29,7 +29,7 @@ import torch
 
 from . import _png
 from ._captions import SIGN_WORDS, facts, unit, what_f_is
-from ._html import cell_style, escape, img, tr
+from ._html import cell_style, escape, img, tr, write
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
@@ -296,7 +296,4 @@ def to_html(
     ``examples`` sets how many of the most and least confident examples are drawn,
     ``worst`` how many rows the worst-converged table has, ``title`` the heading.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(rows, explanation_of, batches, **options), encoding="utf-8")
-    return path
+    return write(path, render(rows, explanation_of, batches, **options))

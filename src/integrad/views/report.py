@@ -31,7 +31,7 @@ import torch
 
 from . import _png
 from ._captions import SIGN_WORDS, facts, rule, unit, units, what_f_is
-from ._html import cell_style, data_uri, escape, img, rgb_css, summary_table, tr
+from ._html import cell_style, data_uri, escape, img, rgb_css, summary_table, tr, write
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
@@ -380,7 +380,4 @@ def to_html(exp: Explanation, path: str | Path, **options: Any) -> Path:
     (:func:`integrad.views.images.outlier_limit`); ``scale`` the pixel enlargement;
     ``class_names`` (default ``exp.extras["class_names"]``) name the classes.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(exp, **options), encoding="utf-8")
-    return path
+    return write(path, render(exp, **options))
