@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -153,11 +153,9 @@ def bar_chart(
     rows = ranked(exp, example, feature_names=feature_names, top=top, as_frame=False)
     labels = [f"{r['feature']} = {r['value']:.3g}" for r in rows]
     ax = _axes(ax, len(rows), use_pyplot)
-    shown = (
-        ""
-        if len(rows) == len(_names(exp, feature_names, _flat(exp.inputs).shape[1]))
-        else (f", top {len(rows)} by |attribution|")
-    )
+    # ranked() checked the inputs are (rows, features) and the names fit them.
+    features = cast(torch.Tensor, exp.inputs).shape[-1]
+    shown = "" if len(rows) == features else f", top {len(rows)} by |attribution|"
     _bars(
         ax,
         labels,
