@@ -138,11 +138,16 @@ class Engine:
         self._measure()
         return self.policy.size(self._per_point())
 
-    def _measure(self) -> None:
+    def _measure(self, probe: bool = True) -> None:
+        """The bytes per point (remembered, else probed, or with ``probe=False`` counted on
+        the first chunk) and the chunk timings remembered for this model."""
         if self.bytes_per_point is None:
             remembered = _memory.remembered(self.problem)
             if remembered is None:
-                self._probe()
+                if probe:
+                    self._probe()
+                else:
+                    self._recount = True
             else:
                 self.bytes_per_point = remembered.bytes_per_point
                 self.policy.timings = remembered.timings
@@ -185,8 +190,6 @@ class Engine:
         self.bytes_per_point = (counter.total + 2 * points_bytes) / counter.rows
         known = _memory.remember(self.problem, self.bytes_per_point, on_chunk)
         if known is not None:  # the chunk timings go on in the next call
-            for size, times in self.policy.timings.sizes.items():
-                known.timings.sizes.setdefault(size, times)
             self.policy.timings = known.timings
 
     # -- evaluation -------------------------------------------------------------------
@@ -493,13 +496,8 @@ class Engine:
         sums = Accumulator(self.problem.inputs)
         outputs = []
         heap = Heap()
-        if self.bytes_per_point is None and self._fixed_chunk() is not None:
-            # A fixed internal_batch_size: the heap still wants the chunk's bytes.
-            known = _memory.remembered(self.problem)
-            if known is not None and known.on_chunk:
-                self.bytes_per_point = known.bytes_per_point
-            else:
-                self._recount = True
+        if self._fixed_chunk() is not None:  # no probe needed, but the heap wants the bytes
+            self._measure(probe=False)
         for part in self._chunks(total, timed=self._timed):
             r, alphas, w = part_of(part)
             if build is not None:
