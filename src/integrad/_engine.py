@@ -116,7 +116,8 @@ class Engine:
         self.at_inputs: torch.Tensor | None = None
         """``(batch, classes)``: the model's whole output at the inputs, kept by :meth:`ends`
         when the output has one row of several classes per example (else None)."""
-        self._diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
+        self.diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
+        """Inputs minus baselines, per input (the straight path's direction)."""
         # Zero baselines (the default) need no adding: one tensor per chunk, not three.
         self._bases = tuple(None if bool((b == 0).all()) else b for b in problem.baselines)
 
@@ -197,7 +198,7 @@ class Engine:
     def points(self, rows: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Path points ``x'_r + alpha (x_r - x'_r)`` for examples ``rows``."""
         out = []
-        for base, diff in zip(self._bases, self._diffs, strict=True):
+        for base, diff in zip(self._bases, self.diffs, strict=True):
             a = alphas.to(device=diff.device, dtype=diff.dtype).view(-1, *([1] * (diff.dim() - 1)))
             r = rows.to(diff.device)
             point = diff.index_select(0, r).mul_(a)

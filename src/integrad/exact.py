@@ -412,7 +412,7 @@ def _integrate(engine: Engine, recorder: Recorder, hosts: Hosts) -> tuple[torch.
     """Σ length × gradient at the midpoint, per example, after checking each host is
     what the recorded patterns say: affine in each region, continuous."""
     problem = engine.problem
-    diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
+    diffs = engine.diffs
     override = None
     if hosts.mean is not None:
         module = recorder.calls[-1][0]

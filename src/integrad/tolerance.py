@@ -302,7 +302,7 @@ class _Climb:
         batch = problem.batch
         self.tolerance, self.max_steps = tolerance, max_steps
         self.change, self.allowed_gap = change, allowed_gap
-        self.diffs = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
+        self.diffs = engine.diffs
         self.grads = tuple(torch.zeros_like(x) for x in problem.inputs)
         self.pending = torch.zeros(batch, dtype=torch.bool)
         self.estimate = torch.full((batch,), math.inf, dtype=torch.float64)
