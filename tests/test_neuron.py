@@ -114,3 +114,21 @@ def test_a_completeness_gap_over_five_percent_warns_and_train_mode_buffers_are_k
             torch.randn(6, 4), 0, n_steps=1, method="riemann_left"
         )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_cost_per_point_is_measured_once_per_model_and_layer():
+    # The neuron's forward function is made afresh each call; its memory must not start
+    # over each call.
+    model = smooth_mlp()
+    calls: list[int] = []
+    model.register_forward_hook(lambda _m, args, _out: calls.append(int(args[0].shape[0])))
+    x = torch.rand(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    nig = integrad.NeuronIntegratedGradients(model, model[1])
+    first = nig.attribute(x, neuron_selector=0, n_steps=4)
+    calls_first, calls[:] = list(calls), []
+    second = nig.attribute(x, neuron_selector=1, n_steps=4)
+    # The first call: a probe of the cost per point, one 8-point chunk, then x and the
+    # baselines together for the completeness guard; the second: the same but the probe.
+    assert calls_first == [2, 8, 4] and calls == [8, 4]
+    third = nig.attribute(x, neuron_selector=0, n_steps=4)
+    assert torch.equal(first, third) and not torch.equal(first, second)

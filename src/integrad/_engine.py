@@ -47,6 +47,7 @@ __all__ = [
     "Engine",
     "PathGradients",
     "PathProblem",
+    "default_budget",
 ]
 
 _PROBE_POINTS = 4

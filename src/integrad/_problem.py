@@ -59,8 +59,13 @@ class PathProblem:
         baselines: object,
         target: object,
         additional_forward_args: object,
+        model: nn.Module | None = None,
+        remembered_as: tuple[Callable[..., Any], Hashable] | None = None,
     ) -> tuple[PathProblem, bool]:
-        """Validate the public argument forms; also says whether inputs were a tuple."""
+        """Validate the public argument forms; also says whether inputs were a tuple.
+
+        ``model`` and ``remembered_as`` as the fields of the same names.
+        """
         check_callable(forward_func)
         xs, was_tuple = as_inputs(inputs)
         batch = int(xs[0].shape[0])
@@ -70,6 +75,8 @@ class PathProblem:
             resolve_baselines(baselines, xs, was_tuple),
             Target(target, batch),
             ExtraArgs.of(additional_forward_args, batch),
+            model,
+            remembered_as,
         )
         warn_if_training(forward_func)
         return problem, was_tuple

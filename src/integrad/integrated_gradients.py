@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
+from torch import nn
 
 from . import baselines as _baselines
 from ._captum import Futureless, GradientAttribution
@@ -143,6 +144,9 @@ class _Run:
         max_memory: int | None,
         tolerance: float | None = None,
         max_steps: int | None = None,
+        *,
+        model: nn.Module | None = None,
+        remembered_as: tuple[Callable[..., Any], Hashable] | None = None,
     ) -> None:
         check_tolerance(tolerance, max_steps, method)
         if method == "exact":
@@ -154,7 +158,7 @@ class _Run:
                 )
             check_method(method, n_steps)
         self.problem, self.was_tuple = PathProblem.build(
-            forward_func, inputs, baselines, target, additional_forward_args
+            forward_func, inputs, baselines, target, additional_forward_args, model, remembered_as
         )
         xs = self.problem.inputs
         self.engine = Engine(

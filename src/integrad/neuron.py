@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from ._captum import GradientAttribution, check_device_ids
-from ._checks import kept_buffers
+from ._checks import completeness_silenced, kept_buffers
 from ._hooks import call_scope, scoped
 from ._inputs import TensorOrTuple, check_callable, check_flag
 from ._modules import owner
-from .integrated_gradients import explain
+from .integrated_gradients import _Run
 
 __all__ = ["NeuronIntegratedGradients"]
 
@@ -111,7 +111,7 @@ class NeuronIntegratedGradients(GradientAttribution):
         with call_scope(), kept_buffers(owner(self.forward_func)):
             return self._explain(
                 neuron, inputs, baselines, additional_forward_args, n_steps, method,
-                internal_batch_size,
+                internal_batch_size, attribute_to_neuron_input,
             )  # fmt: skip
 
     def _explain(
@@ -123,17 +123,19 @@ class NeuronIntegratedGradients(GradientAttribution):
         n_steps: int,
         method: str,
         internal_batch_size: int | None,
+        to_input: bool,
     ) -> TensorOrTuple:
-        return explain(
-            neuron,
-            inputs,
-            baselines=baselines,
-            additional_forward_args=additional_forward_args,
-            n_steps=n_steps,
-            method=method,
-            internal_batch_size=internal_batch_size,
-            multiply_by_inputs=self.multiply_by_inputs,
-        ).attributions
+        # ``neuron`` is made afresh each call: the cost per point and the chunk timings are
+        # remembered under the caller's model and this layer instead.
+        run = _Run(
+            neuron, inputs, baselines, None, additional_forward_args, n_steps, method,
+            internal_batch_size, None,
+            model=owner(self.forward_func),
+            remembered_as=(self.forward_func, ("neuron", id(self.layer), to_input)),
+        )  # fmt: skip
+        if not completeness_silenced():
+            run.completeness()  # F(x), F(x') at the neuron, for the completeness guard
+        return run.attributions(self.multiply_by_inputs)
 
 
 def _check_selector(selector: object) -> None:

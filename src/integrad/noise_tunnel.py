@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from ._captum import Futureless
-from ._engine import DEFAULT_MAX_MEMORY
+from ._engine import default_budget
 from ._inputs import (
     TensorOrTuple,
     as_inputs,
@@ -132,7 +132,7 @@ class NoiseTunnel(Futureless):
                     "baselines, a tensor (K, *features) per input"
                 )
             distributions = _distributions(kwargs.pop("baselines"), xs, was_tuple)
-        budget = kwargs.get("max_memory") or DEFAULT_MAX_MEMORY
+        budget = kwargs.get("max_memory") or default_budget(xs[0].device)
         if "max_memory" in kwargs and not _accepts(self.attribution_method, "max_memory"):
             kwargs.pop("max_memory")
         group = _samples_per_group(xs, int(budget))

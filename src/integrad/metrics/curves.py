@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .._engine import DEFAULT_MAX_MEMORY, MIN_CHUNK_POINTS, TARGET_CHUNK_BYTES
+from .._engine import MIN_CHUNK_POINTS, TARGET_CHUNK_BYTES, default_budget
 from .._inputs import TargetType, TensorOrTuple, as_inputs, check_callable, check_positive_int
 from ..baselines import resolve
 from ._common import as_tuple, check_matching, extra_args, target_output
@@ -184,14 +184,20 @@ def _curve(
 
     args = extra_args(additional_forward_args)
     row_bytes = sum(x[0].numel() * x.element_size() for x in xs)
-    budget = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
-    # Points per model call: within the budget (4x the inputs, for activations) and near
-    # the engine's speed target, counting a forward's activations as 16x the inputs (a
-    # CNN's first layers widen 1-3 channels to 16-64): larger chunks leave the CPU's
-    # caches (bench/metrics.py: 2.5x slower on a 3x32x32 CNN with everything at once).
-    by_memory = budget // (4 * row_bytes)
-    by_speed = max(MIN_CHUNK_POINTS, TARGET_CHUNK_BYTES // (16 * row_bytes))
-    per_chunk = max(1, min(by_memory, by_speed))
+    device = xs[0].device
+    budget = default_budget(device) if max_memory is None else max_memory
+    # Points per model call on the CPU: within the budget (4x the inputs, for
+    # activations) and near the engine's speed target, counting a forward's activations
+    # as 16x the inputs (a CNN's first layers widen 1-3 channels to 16-64): larger chunks
+    # leave the CPU's caches (bench/metrics.py: 2.5x slower on a 3x32x32 CNN with
+    # everything at once). A GPU runs fastest on the largest chunk (as the engine's do)
+    # whose activations, counted as 16x, fit the budget (there a share of free memory).
+    activations = 16 * row_bytes
+    if device.type == "cuda":
+        per_chunk = max(1, budget // activations)
+    else:
+        by_speed = max(MIN_CHUNK_POINTS, TARGET_CHUNK_BYTES // activations)
+        per_chunk = max(1, min(budget // (4 * row_bytes), by_speed))
     pairs = [(b, s) for b in range(batch) for s in range(steps + 1)]
     curves = torch.empty(batch * (steps + 1), dtype=torch.float64)
     if imputation is not None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._engine import DEFAULT_MAX_MEMORY
+from .._engine import default_budget
 from .._inputs import check_callable, check_positive_int, not_a_tensor
 from ._common import as_tuple
 
@@ -288,9 +288,11 @@ def _evaluate(
     """Logits ``(batch, T + 2, classes)`` of all images, in chunks within the budget."""
     batch, per_example = everything.shape[:2]
     flat = torch.from_numpy(everything.reshape(-1, *everything.shape[2:])).movedim(-1, 1)
-    budget = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
-    # float32 model inputs with room for activations (4x), as the deletion curves.
-    per_chunk = max(1, budget // (16 * flat[0].numel()))
+    budget = default_budget(device) if max_memory is None else max_memory
+    # float32 model inputs with room for activations (4x), as the deletion curves; on a
+    # GPU, whose default budget is a share of its free memory, 16x.
+    room = 16 if device.type == "cuda" else 4
+    per_chunk = max(1, budget // (4 * room * flat[0].numel()))
     outputs = []
     with torch.no_grad():
         for start in range(0, flat.shape[0], per_chunk):
