@@ -26,7 +26,7 @@ timeout 200 $PY -m pytest -q -p no:cacheprovider -o addopts="" -k cuda \
     tests/test_layer.py tests/test_neuron.py tests/test_noise_tunnel.py \
     tests/test_gradient_shap.py tests/test_expected_gradients.py tests/test_guided.py \
     tests/test_blur.py tests/test_idgi.py tests/test_exact.py tests/test_tolerance.py \
-    tests/test_gradients.py tests/test_metrics_curves.py
+    tests/test_gradients.py tests/test_metrics_curves.py tests/test_text.py
 tests=$?
 timeout 270 $PY bench/zoo.py --device cuda --quick --show-sweep
 bench=$?

@@ -414,3 +414,42 @@ def test_import_integrad_does_not_import_transformers():
     code = "import sys, integrad; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+WORDS = ["a", "good", "bad", "film", "plot", "dull", "moving", "it", "was", "fine"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A WordPiece tokenizer over a tiny vocabulary and a random two-class BERT of its
+    size: the text path without the offline MiniLM (absent where the GPU checks run)."""
+    transformers = pytest.importorskip("transformers")
+    vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(vocab))
+    config = transformers.BertConfig(
+        vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, num_labels=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    classifier = transformers.BertForSequenceClassification(config).double().eval()
+    encoder = transformers.BertModel(config).double().eval()
+    return tokenizer, classifier, encoder
+
+
+def test_text_runs_where_the_model_is(tiny_bert, device):
+    # Token ids go to the embedding's device; scores come back on the CPU for the views.
+    tokenizer, classifier, encoder = tiny_bert
+    texts = ["a good moving film", "it was dull"]
+    on_cpu = text.explain_text(classifier, tokenizer, texts, target=1, n_steps=32)
+    there = text.explain_text(classifier.to(device), tokenizer, texts, target=1, n_steps=32)
+    pair = text.explain_similarity(encoder.to(device), tokenizer, *texts, n_steps=32)
+    classifier.cpu(), encoder.cpu()
+    for a, b in zip(on_cpu, there, strict=True):
+        assert b.scores.device.type == "cpu" and a.tokens == b.tokens
+        torch.testing.assert_close(b.scores, a.scores, rtol=1e-9, atol=1e-12)
+        assert b.output == pytest.approx(a.output, abs=1e-12)
+        assert abs(b.delta) < 1e-3 * max(abs(b.output - b.baseline_output), 1e-3)
+    for a in pair:
+        assert float(a.scores.sum()) - (a.output - a.baseline_output) == pytest.approx(a.delta)
+        assert abs(a.delta) < 1e-3

@@ -98,6 +98,12 @@ def _per_example(values: Any, n: int, what: str) -> list[Any]:
     return listed
 
 
+def _device_of(embedding: Any) -> torch.device:
+    """Where the token ids go: the device of the input-embedding module's weights."""
+    weight = next(embedding.parameters(), None)
+    return torch.device("cpu") if weight is None else weight.device
+
+
 def _check_texts(texts: Sequence[str]) -> None:
     if isinstance(texts, str) or not texts:
         raise TypeError(f"texts must be a non-empty list of strings, got {texts!r}")
@@ -124,8 +130,9 @@ def _attribute(
         )
     _check_texts(texts)
     enc = tokenizer(list(texts), padding=True, return_tensors="pt")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
     embedding = model.get_input_embeddings()
+    device = _device_of(embedding)
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     with torch.no_grad():
         embeds = embedding(ids)
         if baseline == "zero":
@@ -169,7 +176,7 @@ def _attribute(
                     )
                     if k
                 ],
-                scores=per_token[i][keep_i].detach(),
+                scores=per_token[i][keep_i].detach().cpu(),
                 word_ids=(
                     [w for w, k in zip(word_ids, keep_i.tolist(), strict=True) if k]
                     if word_ids is not None
@@ -278,9 +285,11 @@ def explain_similarity(
     sentence-transformers' all-MiniLM-L6-v2.
     """
     enc = tokenizer([first, second], padding=True, return_tensors="pt")
+    device = _device_of(model.get_input_embeddings())
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     with torch.no_grad():
-        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-        pooled = mean_pool(out.last_hidden_state, enc["attention_mask"])
+        out = model(input_ids=ids, attention_mask=mask)
+        pooled = mean_pool(out.last_hidden_state, mask)
     others = torch.stack([pooled[1], pooled[0]])
     a, b = _attribute(
         model,
