@@ -23,6 +23,7 @@ METHODS = {
     "gradient_shap", "gradients", "guided", "idgi", "integrated_gradients", "layer",
     "neuron", "noise_tunnel", "tolerance",
     "_hosts", "_regions",  # exact mode's helpers
+    "_layer_paths",  # layer IG's
 }  # fmt: skip
 VIEWS = {"views"}
 DOMAIN = {"images", "tables", "text", "timeseries"}

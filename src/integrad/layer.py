@@ -11,24 +11,9 @@ Inputs may be token ids (any integer dtype): only the layer's activations are
 interpolated, never the inputs or ``additional_forward_args`` (an attention mask
 passed there reaches the model unchanged).
 
-Upstream reuse. Captum re-runs the whole model on every path point to reach the
-layer, although nothing upstream of the layer changes along the path. Here each
-example's path is evaluated in chunks of its own points, and the model is run on
-that example's single row of ``inputs`` (``additional_forward_args`` keep one row
-per point): the hook then returns the chunk's path points in place of the one-row
-activation, so everything upstream runs once per chunk instead of once per point.
-The path is evaluated as in Captum (several examples per chunk, upstream recomputed)
-when there is nothing to save (no module with weights other than an embedding runs
-before the layer, as at a transformer's word embeddings) or when ``n_steps`` is under
-half the engine's chunk size (per-example chunks would then run at a poorer rate than
-the upstream saves).
-
-Downstream code that mixes a one-row upstream tensor with the path
-points broadcasts it, which is what a per-point run computes. A model whose
-downstream computation depends on the batch shape seen upstream (a reshape with a
-batch size read from the inputs, say) is caught before it matters: the first chunk
-is checked against the plain per-point run (forward only), and any mismatch or
-error in the one-row run switches the whole call to the plain recompute.
+Upstream reuse (the private ``_layer_paths`` module says how): where it is safe and
+pays, everything upstream of the layer runs once per chunk of one example's path points
+instead of once per point.
 """
 
 from __future__ import annotations
@@ -54,6 +39,7 @@ from ._inputs import (
     check_callable,
     check_flag,
 )
+from ._layer_paths import Evaluate, NotReusable, attributable, swap
 from ._modules import owner
 from .baselines import resolve as resolve_baselines
 from .quadrature import check_method, rule
@@ -62,10 +48,6 @@ from .tolerance import check_tolerance, integrate_to_tolerance
 __all__ = ["LayerIntegratedGradients"]
 
 LayerAttributions = TensorOrTuple | list[TensorOrTuple]
-
-
-class _NotReusable(Exception):
-    """The one-row upstream run differs from the plain run: recompute instead."""
 
 
 class LayerIntegratedGradients(GradientAttribution):
@@ -229,7 +211,7 @@ class LayerIntegratedGradients(GradientAttribution):
 
         @contextmanager
         def swapped(points: Sequence[torch.Tensor]) -> Iterator[None]:
-            with _swap(layers, points, spans, attribute_to_layer_input):
+            with swap(layers, points, spans, attribute_to_layer_input):
                 yield
 
         device = flat_x[0].device
@@ -237,7 +219,7 @@ class LayerIntegratedGradients(GradientAttribution):
         quad = rule(method, n_steps)
 
         def run(reuse: bool) -> tuple[tuple[torch.Tensor, ...], Engine, bool]:
-            evaluate = _Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
+            evaluate = Evaluate(self.forward_func, swapped, len(flat_x), len(xs), reuse)
             tag = ("layer", tuple(id(m) for m in layers), attribute_to_layer_input, reuse)
             problem = PathProblem(
                 evaluate, flat_x, flat_b, target_, model_args, model, (self.forward_func, tag)
@@ -269,7 +251,7 @@ class LayerIntegratedGradients(GradientAttribution):
         reuse = reuse_upstream and upstream > 0 and tolerance is None
         try:
             grads, engine, self.reused_upstream = run(reuse=reuse)
-        except _NotReusable:
+        except NotReusable:
             grads, engine, self.reused_upstream = run(reuse=False)
 
         self.n_evals = engine.evals.clone()
@@ -368,119 +350,13 @@ class LayerIntegratedGradients(GradientAttribution):
                 )
 
 
-class _Evaluate:
-    """The model at path points ``(*points, row_ids, *model_args)`` with the points swapped in.
-
-    With ``reuse``, a chunk whose points all belong to one example gets that example's
-    row of the inputs only (``additional_forward_args``, such as an attention mask
-    used downstream, keep one row per point); the first such chunk is checked against
-    the plain run.
-    """
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        swapped: Callable[[Sequence[torch.Tensor]], Any],
-        n_points: int,
-        n_inputs: int,
-        reuse: bool,
-    ) -> None:
-        self.forward_func = forward_func
-        self.swapped = swapped
-        self.n_points = n_points
-        self.n_inputs = n_inputs
-        self.reuse = reuse
-        self.checked = False
-        self.reused = False
-        """Whether any chunk ran the upstream on one row."""
-
-    def __call__(self, *args: Any) -> Any:
-        points, row_ids, model_args = (
-            args[: self.n_points],
-            args[self.n_points],
-            args[self.n_points + 1 :],
-        )
-        n = int(row_ids.shape[0])
-        if not self.reuse or n == 1 or bool((row_ids != row_ids[0]).any()):
-            with self.swapped(points):
-                return self.forward_func(*model_args)
-        one = tuple(a[:1] for a in model_args[: self.n_inputs]) + model_args[self.n_inputs :]
-        try:
-            with self.swapped(points):
-                out = self.forward_func(*one)
-        except Exception as error:
-            self._plain(points, model_args)  # the model's own error propagates from here
-            raise _NotReusable from error
-        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != n:
-            raise _NotReusable
-        if not self.checked:
-            reference = self._plain(points, model_args)
-            if not isinstance(reference, torch.Tensor) or not _close(out.detach(), reference):
-                raise _NotReusable
-            self.checked = True
-        self.reused = True
-        return out
-
-    def _plain(self, points: Sequence[torch.Tensor], model_args: tuple[Any, ...]) -> Any:
-        with torch.no_grad(), self.swapped([p.detach() for p in points]):
-            return self.forward_func(*model_args)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if not a.is_floating_point():
-        return bool(torch.equal(a, b))
-    # Per-row results can differ in the last bits with the batch size (kernel blocking);
-    # a run that mixes examples or path points differs at the level of the values.
-    rtol = 1e-9 if a.dtype == torch.float64 else 1e-4
-    scale = float(b.abs().max()) if b.numel() else 0.0
-    return bool(torch.allclose(a, b, rtol=rtol, atol=rtol * max(scale, 1e-30), equal_nan=True))
-
-
-@contextmanager
-def _swap(
-    layers: list[nn.Module], points: Sequence[torch.Tensor], spans: list[int], layer_input: bool
-) -> Iterator[None]:
-    """Hooks that replace each layer's output (or positional inputs) by its path points."""
-    handles = []
-
-    def replacement(i: int, original: Any) -> Any:
-        mine = iter(points[spans[i] : spans[i + 1]])
-        if not isinstance(original, (tuple, list)):
-            return next(mine)
-        swapped = [next(mine) if _attributable(t) else t for t in original]
-        return swapped if isinstance(original, list) else tuple(swapped)
-
-    try:
-        for i, m in enumerate(layers):
-            if layer_input:
-                handles.append(
-                    m.register_forward_pre_hook(
-                        scoped(lambda _m, args, i=i: replacement(i, tuple(args)))
-                    )
-                )
-            else:
-                handles.append(
-                    m.register_forward_hook(scoped(lambda _m, _args, out, i=i: replacement(i, out)))
-                )
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _attributable(t: object) -> bool:
-    return isinstance(t, torch.Tensor) and t.is_floating_point()
-
-
 def _as_tensors(value: Any, where: str, layer_input: bool) -> tuple[torch.Tensor, ...]:
     """The floating-point tensors of a layer's output or positional inputs.
 
     Other entries (None, masks, ids) are not on the path: they pass through unchanged.
     """
     items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    tensors = tuple(t.detach() for t in items if _attributable(t))
+    tensors = tuple(t.detach() for t in items if attributable(t))
     if not tensors:
         kind = "positional inputs" if layer_input else "output"
         found = ", ".join(
