@@ -131,8 +131,16 @@ def exact(
 
     ``forward_func`` must have passed :func:`check_model`. With ``max_regions``,
     :class:`TooManyRegions` as soon as some example is seen to cross more regions (before
-    any gradient is taken).
+    any gradient is taken). Refuses to run under ``torch.autocast``.
     """
+    kind = engine.problem.inputs[0].device.type
+    if torch.is_autocast_enabled(kind):
+        raise ValueError(
+            "method='exact' cannot run under torch.autocast: the model then computes in "
+            f"{torch.get_autocast_dtype(kind)}, whose rounding blurs the activation regions "
+            "and the linearity check; leave the autocast context, or use n_steps= or "
+            "tolerance= there"
+        )
     with call_scope():  # the hooks ignore other threads' forward passes
         recorder = Recorder(model_of(engine.problem.forward_func))
         try:
