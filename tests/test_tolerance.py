@@ -149,6 +149,24 @@ def test_piecewise_linear_model_with_few_regions_is_integrated_exactly() -> None
     assert integrad.explain(many, x, target=0, tolerance=1e-2).method == "tolerance:piecewise"
 
 
+def test_an_exact_answer_whose_completeness_gap_is_too_large_is_not_certified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Exact mode is checked like any rung: should it misjudge a model (it did on
+    # half-precision ones), its gap shows it, and the ladder integrates instead.
+    import integrad.tolerance as tm
+
+    def misjudged(engine, max_regions=None):
+        grads, output, baseline_output, regions = integrad.exact.exact(engine, max_regions)
+        return tuple(1.5 * g for g in grads), output, baseline_output, regions
+
+    model, x = ridge(nn.ReLU(), ladder=False), inputs()
+    monkeypatch.setattr(tm, "exact", misjudged)
+    exp = integrad.explain(model, x, target=0, tolerance=1e-3)
+    assert exp.method == "tolerance:piecewise" and bool(exp.converged.all())
+    assert float(rel_error(exp.attributions, ridge_ig(model, x)).max()) <= 2e-3
+
+
 @pytest.mark.parametrize("tol", [1e-2, 1e-3])
 def test_contract_holds_on_a_held_out_relu_mlp(tol: float) -> None:
     # Held out (no constant was chosen on it). At 1e-3 some examples need more than the

@@ -131,16 +131,9 @@ def exact(
 
     ``forward_func`` must have passed :func:`check_model`. With ``max_regions``,
     :class:`TooManyRegions` as soon as some example is seen to cross more regions (before
-    any gradient is taken). Refuses to run under ``torch.autocast``.
+    any gradient is taken). Refuses a model that computes in half precision.
     """
-    kind = engine.problem.inputs[0].device.type
-    if torch.is_autocast_enabled(kind):
-        raise ValueError(
-            "method='exact' cannot run under torch.autocast: the model then computes in "
-            f"{torch.get_autocast_dtype(kind)}, whose rounding blurs the activation regions "
-            "and the linearity check; leave the autocast context, or use n_steps= or "
-            "tolerance= there"
-        )
+    _check_precision(engine.problem.inputs[0])
     with call_scope():  # the hooks ignore other threads' forward passes
         recorder = Recorder(model_of(engine.problem.forward_func))
         try:
@@ -152,6 +145,21 @@ def exact(
         hosts, regions, output, baseline_output = found
         grads = _integrate(engine, recorder, hosts)
     return grads, output, baseline_output, regions
+
+
+def _check_precision(x: torch.Tensor) -> None:
+    """Exact IG needs float32 or float64: half precision (the inputs', or the one
+    ``torch.autocast`` runs the model in) rounds the crossings into the wrong regions."""
+    kind = x.device.type
+    dtype, how = x.dtype, "inputs of dtype"
+    if torch.is_autocast_enabled(kind):
+        dtype, how = torch.get_autocast_dtype(kind), "torch.autocast in"
+    if torch.finfo(dtype).eps > torch.finfo(torch.float32).eps:
+        raise ValueError(
+            f"method='exact' needs a model that computes in float32 or float64, got {how} "
+            f"{dtype}: half-precision rounding puts the crossings into the wrong activation "
+            "regions (tens of percent off); compute in float32, or use n_steps= or tolerance="
+        )
 
 
 def _regions(

@@ -204,14 +204,13 @@ def integrate_to_tolerance(
         answer = _exact_if_cheaper(engine, tolerance, max_steps)
         if isinstance(answer, Tolerated):
             return answer
-        if answer is not None:  # the region search already evaluated F at both ends
-            ends = answer.output, answer.baseline_output
+        ends = answer  # F at both ends if the region search evaluated them
     output, baseline_output = ends or engine.ends()
     batch = engine.problem.batch
     # Per-example bookkeeping stays on the CPU, whatever the model's device.
     change = (output - baseline_output).double().cpu()
-    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double().cpu()
-    climb = _Climb(engine, tolerance, max_steps, change, tolerance * change.abs() + floor)
+    allowed = _allowed_gap(tolerance, output, baseline_output)
+    climb = _Climb(engine, tolerance, max_steps, change, allowed)
     everyone = torch.ones(batch, dtype=torch.bool)
     if kind == "piecewise":
         climb.run(_Piecewise(engine), everyone)
@@ -250,15 +249,25 @@ def integrate_to_tolerance(
     )
 
 
+def _allowed_gap(
+    tolerance: float, output: torch.Tensor, baseline_output: torch.Tensor
+) -> torch.Tensor:
+    """Per example, the completeness gap tolerance mode accepts (float64, on the CPU)."""
+    change = (output - baseline_output).double().cpu()
+    floor = tolerance * 1e-3 * torch.maximum(output.abs(), baseline_output.abs()).double().cpu()
+    return tolerance * change.abs() + floor
+
+
 def _exact_if_cheaper(
     engine: Engine, tolerance: float, max_steps: int
-) -> Tolerated | TooManyRegions | None:
+) -> Tolerated | tuple[torch.Tensor, torch.Tensor] | None:
     """Exact IG when the model is piecewise-linear and its paths cross few regions.
 
     The region search stops (after forward passes only) once an example crosses more
     than about what the piecewise ladder would spend at ``tolerance``: then F at the
-    ends it evaluated (:class:`~integrad.exact.TooManyRegions`); None where exact IG
-    does not apply.
+    ends it evaluated; None where exact IG does not apply. An exact answer is checked
+    like any rung: if a completeness gap exceeds what the tolerance allows (a model
+    exact mode misjudged), F at the ends goes to the ladder instead.
     """
     model = engine.problem.owner
     if model is None or engine.problem.forward_func is not model:
@@ -273,9 +282,13 @@ def _exact_if_cheaper(
     except ValueError:  # a nonlinearity the hooks cannot see: the ladder copes with it
         return None
     if isinstance(found, TooManyRegions):
-        return found
+        return found.output, found.baseline_output
     grads, output, baseline_output, regions = found
     batch = engine.problem.batch
+    sums = flat_rows(tuple(g * d for g, d in zip(grads, engine.diffs, strict=True))).sum(1)
+    gap = (sums.cpu() - (output - baseline_output).double().cpu()).abs()
+    if bool((gap > _allowed_gap(tolerance, output, baseline_output)).any()):
+        return output, baseline_output
     return Tolerated(
         grads,
         output,
