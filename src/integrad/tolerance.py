@@ -16,7 +16,8 @@ memory budget. An example still failing at ``max_steps`` evaluations is returned
 
 Two ladders, tried in the order the model's modules suggest:
 
-``piecewise`` (any ReLU-like or max-pooling module): the integrand is piecewise
+``piecewise`` (a ReLU-like, ELU-like or max-pooling module, or ``F.relu``, ``clamp`` and
+the like called in a ``forward``: :func:`ladder_of`): the integrand is piecewise
 constant along the path and every rule converges only as O(1/n). The rule is the
 trapezoid rule in ``t`` after the substitution ``α = t²(3 − 2t)``, which clusters nodes
 near both ends (where the gradient of a network changes fastest, as Gauss–Legendre's
@@ -34,8 +35,8 @@ halve, so one difference can be small by chance (seen out of sample: an estimate
 below the error); the previous difference, halved as O(1/n) predicts, is a floor under it
 (``bench/certificate.py``).
 
-``smooth`` (no ReLU-like or max-pooling module; also models that cannot be inspected,
-labelled ``unknown``): the rungs are the nested Gauss–Kronrod–Patterson rules of 1, 3, 7,
+``smooth`` (analytic nonlinearities only; also models that cannot be inspected, labelled
+``unknown``): the rungs are the nested Gauss–Kronrod–Patterson rules of 1, 3, 7,
 15, …, 255 nodes (in the private ``_patterson`` module). Each rung adds new nodes to the
 previous rung's, so no evaluation is discarded: rung ``m`` costs ``m`` evaluations in all,
 and integrates polynomials of degree ``(3m + 1)/2`` exactly (Gauss–Legendre: ``2m − 1``).
@@ -72,12 +73,13 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from ._checks import user_stacklevel
 from ._engine import Engine
 from ._inputs import check_positive_int, flat_rows
 from ._memory import Accumulator
-from ._modules import is_kinked_module, is_smooth_module, owner
+from ._modules import calls_kinks, is_kinked_module, is_smooth_module, owner
 from ._patterson import nested_rungs
 from .exact import TooManyRegions, check_model, exact
 from .quadrature import METHODS
@@ -146,12 +148,15 @@ def default_max_steps(tolerance: float) -> int:
 def ladder_of(forward_func: object) -> str:
     """``"piecewise"``, ``"smooth"`` or ``"unknown"``: what the modules of ``forward_func`` say.
 
-    ``piecewise``: a ReLU-like or max-pooling module (or an ``nn.RNN`` with ReLU).
-    ``smooth``: smooth nonlinearities only (GELU, tanh, LSTM, LayerNorm, …). ``unknown``:
-    neither is visible (affine modules only, a module type integrad does not know, or a
-    plain function), so ``forward`` may apply anything. The smooth ladder's estimate is
-    safe for piecewise models too, so ``unknown`` takes it.
+    ``piecewise``: a ReLU-like, ELU-like or max-pooling module (or an ``nn.RNN`` or a
+    transformer layer with ReLU), or a ``forward`` — of ``forward_func`` itself or of a
+    module class from outside PyTorch — that calls a kinked function such as ``F.relu``,
+    ``clamp`` or ``abs`` (read from its source). ``smooth``:
+    analytic nonlinearities only (GELU, tanh, LSTM, LayerNorm, …). ``unknown``: neither is
+    visible (affine modules only, or a function without source), so it is probed.
     """
+    if not isinstance(forward_func, nn.Module) and calls_kinks(forward_func):
+        return "piecewise"
     model = owner(forward_func)
     if model is None:
         return "unknown"
@@ -192,7 +197,8 @@ def integrate_to_tolerance(
     """
     if max_steps is None:
         max_steps = default_max_steps(tolerance)
-    kind = ladder_of(engine.problem.owner)
+    problem = engine.problem
+    kind = ladder_of(problem.model if problem.model is not None else problem.forward_func)
     least = 3 if kind != "piecewise" else 2 * FIRST_CELLS - 1
     if max_steps < least:
         raise ValueError(
