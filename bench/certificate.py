@@ -207,6 +207,68 @@ def series_cases(examples: int, offset: int = 0) -> list[Case]:
     return cases
 
 
+class NormedHidden(nn.Module):
+    """LayerNorm (a smooth module) around ``F.relu`` applied in ``forward``."""
+
+    def __init__(self, features: int, outputs: int) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(features, 64), nn.Linear(64, outputs)
+        self.norm = nn.LayerNorm(64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.norm(nn.functional.relu(self.a(x))))
+
+
+class SeriesTransformer(nn.Module):
+    """PyTorch's own transformer layer (ReLU by default, or GELU) over the series' steps."""
+
+    def __init__(self, activation: str) -> None:
+        super().__init__()
+        self.embed, self.head = nn.Linear(3, 16), nn.Linear(16, 1)
+        self.layer = nn.TransformerEncoderLayer(
+            16, 2, 32, dropout=0.0, batch_first=True, activation=activation
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(self.embed(x)).mean(1))
+
+
+def family_cases(examples: int, offset: int = 0) -> list[Case]:
+    """Models whose modules look smooth but whose integrand is not (all out of sample)."""
+    from sklearn import datasets
+
+    data = datasets.load_breast_cancer()
+    x = torch.tensor(data.data, dtype=torch.float64)
+    x = (x - x.mean(0)) / x.std(0)
+    y = torch.tensor(data.target, dtype=torch.long)
+    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(8))
+    xs = x[pick[offset : offset + examples]]
+    cases = []
+    for name, make in (
+        ("breast cancer SELU MLP", lambda: nn.Sequential(
+            nn.Linear(30, 64), nn.SELU(), nn.Linear(64, 64), nn.SELU(), nn.Linear(64, 2))),
+        ("breast cancer ELU(0.5) MLP", lambda: nn.Sequential(
+            nn.Linear(30, 64), nn.ELU(0.5), nn.Linear(64, 64), nn.ELU(0.5), nn.Linear(64, 2))),
+        ("breast cancer CELU MLP", lambda: nn.Sequential(
+            nn.Linear(30, 64), nn.CELU(), nn.Linear(64, 64), nn.CELU(), nn.Linear(64, 2))),
+        ("LayerNorm block, F.relu", lambda: NormedHidden(30, 2)),
+    ):  # fmt: skip
+        torch.manual_seed(11)
+        model = make().double()
+        fit(model, x, y, 200, True)
+        cases.append(Case(name, model, xs, predicted(model, xs), "gl4096"))
+    g = torch.Generator().manual_seed(9)
+    series, target, _ = sensor_series(512, 48, g)
+    x_test = sensor_series(offset + examples, 48, g)[0][offset:].double()
+    zero = torch.zeros(examples, dtype=torch.long)
+    for activation, truth in (("relu", "gl4096"), ("gelu", "gl512")):
+        torch.manual_seed(12)
+        model = SeriesTransformer(activation).double()
+        fit(model, series.double(), target.double(), 100, False)
+        cases.append(Case(f"transformer layer ({activation})", model, x_test, zero, truth))
+    return cases
+
+
 def truth_of(case: Case) -> torch.Tensor:
     if case.truth == "exact":
         return integrad.explain(case.model, case.x, target=case.target, method="exact").attributions
@@ -333,7 +395,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     n, skip = args.examples, args.offset
-    cases = digits_cases(n, skip) + table_cases(n, skip) + series_cases(n, skip)
+    cases = (
+        digits_cases(n, skip) + table_cases(n, skip) + series_cases(n, skip)
+        + family_cases(n, skip)
+    )  # fmt: skip
     inside: list[Row] = []
     outside: list[Row] = []
     for case in cases:
