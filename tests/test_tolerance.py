@@ -167,6 +167,20 @@ def test_an_exact_answer_whose_completeness_gap_is_too_large_is_not_certified(
     assert float(rel_error(exp.attributions, ridge_ig(model, x)).max()) <= 2e-3
 
 
+def test_a_steep_softplus_is_not_certified_from_rungs_that_missed_its_bend() -> None:
+    # Softplus(beta=50): the 3- and 7-node rungs agreed on a wrong value for one example,
+    # certified at 2.28 tolerances on the smooth ladder; probed, it is resolved first.
+    torch.manual_seed(2)
+    act = nn.Softplus(beta=50)
+    model = nn.Sequential(nn.Linear(12, 48), act, nn.Linear(48, 48), act, nn.Linear(48, 3))
+    model = model.double().eval()
+    x = torch.randn(24, 12, dtype=torch.float64)
+    truth = integrad.explain(model, x, target=0, n_steps=2048).attributions
+    exp = integrad.explain(model, x, target=0, tolerance=1e-2)
+    assert exp.method == "tolerance:unknown" and bool(exp.converged.all())
+    assert float(rel_error(exp.attributions, truth).max()) <= 1e-2
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -297,6 +311,9 @@ def test_ladder_is_read_from_modules() -> None:
     assert ladder_of(NormedBlock(kinked=True)) == "piecewise"
     # (its class reads ``self.kinked`` at run time: the source calls relu, so piecewise)
     assert ladder_of(nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.LayerNorm(2))) == "smooth"
+    # A softplus steep enough to stand in for a ReLU is probed, not trusted as smooth.
+    assert ladder_of(nn.Sequential(nn.Linear(2, 2), nn.Softplus(beta=50), nn.Tanh())) == "unknown"
+    assert ladder_of(nn.Sequential(nn.Linear(2, 2), nn.Softplus())) == "smooth"
     smooth_mlp = nn.Sequential(nn.Linear(2, 2), nn.Tanh())
     assert ladder_of(lambda x: smooth_mlp(x).clamp(min=0)) == "piecewise"
     assert ladder_of(smooth_mlp.forward) == "smooth"

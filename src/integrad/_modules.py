@@ -68,11 +68,22 @@ def first_parameter(forward_func: Any) -> torch.Tensor | None:
     return None if module is None else next(iter(module.parameters()), None)
 
 
+SHARP_BETA = 20.0
+"""``nn.Softplus`` steeper than this (a smoothed ReLU, as in explanation-robustness work)
+bends within 1/20 of a unit: too sharp for the smooth ladder's first rungs to see."""
+
+
 def is_smooth_module(m: nn.Module) -> bool:
     """A smooth nonlinearity; recurrent layers count when their activations are tanh/sigmoid."""
     if isinstance(m, nn.RNNBase):
         return getattr(m, "nonlinearity", "tanh") != "relu"
-    return isinstance(m, SMOOTH) or type(m).__name__ in SMOOTH_NAMES
+    return (isinstance(m, SMOOTH) and not is_sharp_module(m)) or type(m).__name__ in SMOOTH_NAMES
+
+
+def is_sharp_module(m: nn.Module) -> bool:
+    """Smooth, but with a bend so narrow that low-order rules can miss it together (a
+    ``nn.Softplus`` with ``beta`` over :data:`SHARP_BETA`)."""
+    return isinstance(m, nn.Softplus) and float(m.beta) > SHARP_BETA
 
 
 def is_kinked_module(m: nn.Module) -> bool:

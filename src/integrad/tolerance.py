@@ -79,7 +79,7 @@ from ._checks import user_stacklevel
 from ._engine import Engine
 from ._inputs import check_positive_int, flat_rows
 from ._memory import Accumulator
-from ._modules import calls_kinks, is_kinked_module, is_smooth_module, owner
+from ._modules import calls_kinks, is_kinked_module, is_sharp_module, is_smooth_module, owner
 from ._patterson import nested_rungs
 from .exact import TooManyRegions, check_model, exact
 from .quadrature import METHODS
@@ -153,7 +153,8 @@ def ladder_of(forward_func: object) -> str:
     module class from outside PyTorch — that calls a kinked function such as ``F.relu``,
     ``clamp`` or ``abs`` (read from its source). ``smooth``:
     analytic nonlinearities only (GELU, tanh, LSTM, LayerNorm, …). ``unknown``: neither is
-    visible (affine modules only, or a function without source), so it is probed.
+    visible (affine modules only, or a function without source), or a softplus steeper than
+    ``beta = 20`` (whose bend the first rungs can miss together), so it is probed.
     """
     if not isinstance(forward_func, nn.Module) and calls_kinks(forward_func):
         return "piecewise"
@@ -163,6 +164,8 @@ def ladder_of(forward_func: object) -> str:
     modules = list(model.modules())
     if any(is_kinked_module(m) for m in modules):
         return "piecewise"
+    if any(is_sharp_module(m) for m in modules):
+        return "unknown"  # smooth, but its first rungs can agree on a wrong value: probed
     return "smooth" if any(is_smooth_module(m) for m in modules) else "unknown"
 
 
