@@ -79,18 +79,13 @@ from ._inputs import check_positive_int, flat_rows
 from ._memory import Accumulator
 from ._modules import is_kinked_module, is_smooth_module, owner
 from ._patterson import nested_rungs
-from ._piecewise import AIM, FIRST_CELLS, HISTORY, KAPPA, MAX_FACTOR, Piecewise
 from .exact import TooManyRegions, check_model, exact
 from .quadrature import METHODS
 
 __all__ = [
-    "AIM",
     "DEFAULT_MAX_STEPS",
-    "FIRST_CELLS",
     "FIRST_SAFETY",
-    "HISTORY",
     "KAPPA",
-    "MAX_FACTOR",
     "SMOOTH_SAFETY",
     "STEPS_TIMES_TOLERANCE",
     "Tolerated",
@@ -107,6 +102,15 @@ DEFAULT_MAX_STEPS = 1024
 STEPS_TIMES_TOLERANCE = 16
 """The default cap is at least this over the tolerance: piecewise errors fall as ``c/n``, and a
 path whose output barely changes needs ``c`` up to ~16 for its completeness gap."""
+
+KAPPA = 0.8
+"""Error of a piecewise rung as a fraction of its difference to the rung before."""
+
+HISTORY = 0.5
+"""Piecewise ladder: the previous difference, times this, is a floor under the estimate."""
+
+FIRST_CELLS = 6
+"""Cells of the first piecewise rung (5 evaluations); rungs double it."""
 
 SMOOTH_SAFETY = 2.0
 """Factor on the convergence ratio in the smooth ladder's estimate ``d · min(1, c · r)²``."""
@@ -189,11 +193,11 @@ def integrate_to_tolerance(
     if max_steps is None:
         max_steps = default_max_steps(tolerance)
     kind = ladder_of(engine.problem.owner)
-    least = 3 if kind != "piecewise" else FIRST_CELLS - 1
+    least = 3 if kind != "piecewise" else 2 * FIRST_CELLS - 1
     if max_steps < least:
         raise ValueError(
-            f"max_steps must be at least {least} (the first rung that can estimate its "
-            f"error) for this model, got {max_steps}"
+            f"max_steps must be at least {least} (two rungs, to estimate the error) for "
+            f"this model, got {max_steps}"
         )
     ends: tuple[torch.Tensor, torch.Tensor] | None = None
     if kind == "piecewise":
@@ -210,7 +214,7 @@ def integrate_to_tolerance(
     climb = _Climb(engine, tolerance, max_steps, change, tolerance * change.abs() + floor)
     everyone = torch.ones(batch, dtype=torch.bool)
     if kind == "piecewise":
-        climb.run(Piecewise(engine, tolerance), everyone)
+        climb.run(_Piecewise(engine), everyone)
     elif kind == "smooth":
         climb.run(_Smooth(engine), everyone)
     else:
@@ -224,11 +228,11 @@ def integrate_to_tolerance(
         spent = probe.points
         probe.trusted = True
         climb.run(probe, climb.pending & ~kinked, resume=True)
-        climb.run(Piecewise(engine, tolerance), kinked, spent=spent)
+        climb.run(_Piecewise(engine), kinked, spent=spent)
         # Judged smooth at the probe, yet short of the tolerance at the smooth ladder's end:
         # a kink further along. The piecewise ladder takes them on if max_steps leaves room.
-        if probe.points + FIRST_CELLS - 1 <= max_steps:
-            climb.run(Piecewise(engine, tolerance), climb.pending & ~kinked, spent=probe.points)
+        if probe.points + 2 * FIRST_CELLS - 1 <= max_steps:
+            climb.run(_Piecewise(engine), climb.pending & ~kinked, spent=probe.points)
     pending, estimate = climb.pending, climb.estimate
     if pending.any():
         worst = int(pending.sum())
@@ -307,7 +311,7 @@ class _Climb:
 
     def run(
         self,
-        ladder: Piecewise | _Smooth,
+        ladder: _Piecewise | _Smooth,
         active: torch.Tensor,
         until: int | None = None,
         resume: bool = False,
@@ -327,30 +331,20 @@ class _Climb:
                 g[rows] = n[rows]
         limit = self.max_steps - spent if until is None else min(until, self.max_steps)
         mine = active.clone()
-        while mine.any():
-            step = ladder.next(mine, limit)
-            if step is None:
-                break
-            new, rows = step
-            mine[:] = False
-            mine[rows] = True  # examples whose next rung does not fit stop here, pending
-            if isinstance(ladder, Piecewise):
-                self.estimate[rows], attr_new = ladder.judge(self.diffs, rows)
-            else:
-                attr_new = _attributions(new, self.diffs, rows)
-                attr_old = _attributions(grads, self.diffs, rows)
-                size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
-                rel = ((attr_new - attr_old).norm(dim=1) / size).cpu()
-                self.estimate[rows] = ladder.estimate(rel, rows)
+        while mine.any() and ladder.evaluations_next() <= limit:
+            new = ladder.next(mine)
+            rows = mine.nonzero().squeeze(1)
+            attr_new = _attributions(new, self.diffs, rows)
+            attr_old = _attributions(grads, self.diffs, rows)
+            size = attr_new.norm(dim=1).clamp_min(torch.finfo(attr_new.dtype).tiny)
+            rel = ((attr_new - attr_old).norm(dim=1) / size).cpu()
+            self.estimate[rows] = ladder.estimate(rel, rows)
             gap = (attr_new.sum(dim=1).cpu() - self.change[rows]).abs()
             for g, n, own in zip(self.grads, new, grads, strict=True):
                 g[rows] = n[rows]
                 own[rows] = n[rows]
-            self.points[rows] = ladder.points_of(rows)
+            self.points[rows] = ladder.points
             ok = (self.estimate[rows] <= self.tolerance) & (gap <= self.allowed_gap[rows])
-            if isinstance(ladder, Piecewise):  # how far each fell short decides its next rung
-                short = self.estimate[rows] / self.tolerance
-                ladder.shortfall[rows] = short.maximum(gap / self.allowed_gap[rows])
             self.converged[rows[ok]] = True
             self.pending[rows[ok]] = False
             mine[rows[ok]] = False
@@ -361,6 +355,58 @@ def _attributions(
 ) -> torch.Tensor:
     """Attributions ``g ⊙ (x − x')`` of examples ``rows``, one float64 row each."""
     return flat_rows(tuple(g[rows] * d[rows] for g, d in zip(grads, diffs, strict=True)))
+
+
+class _Piecewise:
+    """Nested trapezoid rungs in ``t`` with ``α = t²(3 − 2t)``: rung ``m`` has m − 1 points."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.cells = FIRST_CELLS
+        self.raw = tuple(torch.zeros_like(x) for x in engine.problem.inputs)
+        self.mass = torch.zeros(engine.problem.batch, dtype=torch.float64)
+        self.previous = torch.full((engine.problem.batch,), math.nan, dtype=torch.float64)
+        self.points = 0
+
+    def _add(self, pending: torch.Tensor, ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows = pending.nonzero().squeeze(1)
+        alphas = ts * ts * (3 - 2 * ts)
+        density = 6 * ts * (1 - ts)
+        sums = self.engine.gradients(
+            rows.repeat(len(ts)),
+            alphas.repeat_interleave(len(rows)),
+            density.repeat_interleave(len(rows)),
+        ).sums
+        for acc, s in zip(self.raw, sums, strict=True):
+            acc.add_(s)
+        self.mass[rows] += density.sum()
+        self.points = self.cells - 1
+        return tuple(
+            acc
+            / self.mass.clamp_min(1e-300)
+            .to(device=acc.device, dtype=acc.dtype)
+            .view(-1, *[1] * (acc.dim() - 1))
+            for acc in self.raw
+        )
+
+    def first(self, active: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ts = torch.arange(1, self.cells, dtype=torch.float64) / self.cells
+        return self._add(active, ts)
+
+    def evaluations_next(self) -> int:
+        return 2 * self.cells - 1
+
+    def next(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.cells *= 2
+        ts = torch.arange(1, self.cells, 2, dtype=torch.float64) / self.cells
+        return self._add(pending, ts)
+
+    def estimate(self, rel: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        # A jump's error changes sign at random as the cells halve, so one difference can
+        # be small by chance: the one before, halved as O(1/n) says, bounds it from below.
+        before = self.previous[rows]
+        self.previous[rows] = rel
+        return KAPPA * torch.maximum(rel, HISTORY * before.nan_to_num(0.0))
 
 
 _RUNGS = nested_rungs()
@@ -424,15 +470,8 @@ class _Smooth:
             return math.inf  # type: ignore[return-value]
         return self.points + len(_RUNGS[self.level + 1][0])
 
-    def next(
-        self, pending: torch.Tensor, limit: int
-    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor] | None:
-        if self.evaluations_next() > limit:
-            return None
-        return self._rung(pending), pending.nonzero().squeeze(1)
-
-    def points_of(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.full((len(rows),), self.points, dtype=torch.long)
+    def next(self, pending: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._rung(pending)
 
     def estimate(self, rel: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         ratio = (rel / self.previous[rows]).nan_to_num(1.0, posinf=1.0)
