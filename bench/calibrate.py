@@ -20,7 +20,16 @@ the mean evaluations. The rule applied (see ``integrad.tolerance``'s docstring):
 smallest value with at most 1% beyond tol at 1e-2 and 1e-3; (c, c₀) every calibration
 example within tol at 1e-2 … 1e-9.
 
-    python bench/calibrate.py [--digits 192] [--threads 1]
+``--parts ladders`` asks what any ladder of nested trapezoid rungs could save with this
+estimate, at 1e-2 on the same calibration digits: it computes the rule of every ``m``
+multiple of 4 up to 160 cells (and of 6·2^k) directly, and prints the spread of
+error / (estimate ÷ κ), the least rung per example whose estimate passes (a lower bound for
+any ladder whose rungs are multiples of 4, 8 or 12 cells: it must stop at or beyond that
+rung), the doubling ladder's cost, and the replay of a ladder whose examples jump from a
+first rung to the multiple of their cells that their estimate predicts (tried on commit
+5264b9a in the real code and not adopted: see docs/benchmarks.md).
+
+    python bench/calibrate.py [--digits 192] [--threads 1] [--parts piecewise smooth ladders]
 """
 
 from __future__ import annotations
@@ -172,17 +181,93 @@ def smooth() -> None:
                 print(f"    c₀={c0:g} c={c:g}  " + "  ".join(cells))
 
 
+def trapezoid_rules(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cells: list[int]
+                    ) -> dict[int, torch.Tensor]:  # fmt: skip
+    """Attributions of the m-cell trapezoid rule in t (α = t²(3 − 2t)), per m, flat rows."""
+    rules = {}
+    for m in cells:
+        t = torch.arange(1, m, dtype=torch.float64) / m
+        alpha, density = t * t * (3 - 2 * t), 6 * t * (1 - t)
+        rows = []
+        for xi, ti in zip(x, target.tolist(), strict=True):
+            points = (alpha.view(-1, *[1] * xi.dim()) * xi).requires_grad_(True)
+            (grads,) = torch.autograd.grad(model(points)[:, ti].sum(), points)
+            weighted = (grads.flatten(1) * density.unsqueeze(1)).sum(0) / density.sum()
+            rows.append(weighted * xi.flatten())
+        rules[m] = torch.stack(rows)
+    return rules
+
+
+def ladders(examples: int, tol: float = 1e-2) -> None:
+    model = demo.train_digits_cnn(seed=0, epochs=8).double()
+    x = demo.digits_data(0)[2][:examples].double()
+    target = certificate.predicted(model, x)
+    truth = integrad.explain(model, x, target=target, n_steps=4096).attributions.flatten(1)
+    rungs = list(range(4, 161, 4))
+    doubling = [6 * 2**k for k in range(5)]
+    cells = sorted({c for m in rungs + doubling for c in (m, m // 2, m // 4)} - {1})
+    rules = trapezoid_rules(model, x, target, cells)
+
+    def diff(a: int, b: int) -> torch.Tensor:
+        return (rules[b] - rules[a]).norm(dim=1) / rules[b].norm(dim=1)
+
+    def raw(m: int) -> torch.Tensor:  # the estimate without κ; no m/4 rule below 2 cells
+        before = diff(m // 4, m // 2) if m // 4 >= 2 else torch.zeros(len(x))
+        return torch.maximum(diff(m // 2, m), tm.HISTORY * before)
+
+    def err(m: int) -> torch.Tensor:
+        return (rules[m] - truth).norm(dim=1) / truth.norm(dim=1)
+
+    print(f"\nladders: digits 8px seed 0, {len(x)} examples, tol {tol:g}, κ = {tm.KAPPA}")
+    ratio = torch.cat([err(m) / raw(m) for m in (24, 32, 48, 64, 96)])
+    q = ratio.quantile(torch.tensor([0.5, 0.99], dtype=torch.float64)).tolist()
+    print(
+        f"  error / (estimate ÷ κ) at 24–96 cells: median {q[0]:.2f}, 99th percentile "
+        f"{q[1]:.2f} ({q[1] / q[0]:.2f}× the median: what a certificate pays for the spread)"
+    )
+    passes = {m: tm.KAPPA * raw(m) <= tol for m in rungs}
+    for step in (4, 8, 12):
+        least = torch.full((len(x),), math.inf, dtype=torch.float64)
+        for m in reversed([m for m in rungs if m % step == 0]):
+            least = torch.where(passes[m], torch.full_like(least, m), least)
+        print(f"  least passing rung, multiples of {step:2d} cells: mean {least.mean():.1f} cells")
+    within = torch.stack([err(m) <= tol for m in rungs], 1)
+    tail = within.flip(1).cumprod(1).flip(1).bool()  # within tol at this rung and every later
+    first_stable = torch.tensor([rungs[int(r.double().argmax())] if r.any() else math.inf
+                                 for r in tail], dtype=torch.float64)  # fmt: skip
+    print(f"  per-example need (error ≤ tol from there on, to 160): mean {first_stable.mean():.1f}")
+    climbed = torch.full((len(x),), float(doubling[-1]), dtype=torch.float64)
+    for m in reversed(doubling[1:]):
+        climbed = torch.where(tm.KAPPA * raw(m) <= tol, torch.full_like(climbed, m), climbed)
+    print(f"  doubling ladder 6, 12, 24, … (gap left out): mean {climbed.mean() - 1:.1f} points")
+    for first in (8, 12, 16):
+        for aim in (0.5, 0.7, 0.9):
+            spent = []
+            for i in range(len(x)):
+                m = first
+                while m <= 160 and float(tm.KAPPA * raw(m)[i]) > tol:
+                    m *= max(2, math.ceil(aim * float(tm.KAPPA * raw(m)[i]) / tol))
+                spent.append(min(m, 161) - 1)
+            mean = sum(spent) / len(spent)
+            print(f"  jumps from {first:2d} cells, aim {aim}: mean {mean:.1f} points")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digits", type=int, default=192)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--parts", nargs="+", default=["piecewise", "smooth"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["piecewise", "smooth"],
+        choices=["piecewise", "smooth", "ladders"],
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if "piecewise" in args.parts:
         piecewise(args.digits)
     if "smooth" in args.parts:
         smooth()
+    if "ladders" in args.parts:
+        ladders(args.digits)
 
 
 if __name__ == "__main__":

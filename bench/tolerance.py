@@ -6,8 +6,12 @@ is the relative L2 error of each example's attributions against Gauss–Legendre
 
 * digits: the demo's CNN trained on scikit-learn's digits (ReLU, max-pooling), ``--examples``
   test digits, explained for the predicted class. The requirement (issue 3): ≥ 95% of
-  examples with error ≤ 1%, every example ≤ 2%, every completeness gap ≤ 1%. The uniform
-  baseline is the cheapest Gauss–Legendre n meeting it, found by scanning n.
+  examples with error ≤ 1%, every example ≤ 2%, every completeness gap ≤ 1%. Uniform
+  baselines, from one scan of Gauss–Legendre n = 1 … ``--scan``: the cheapest n meeting it;
+  the stable n (the least n such that every n' in [n, 2n] meets it: the cheapest can be a
+  lucky n, with a larger one failing again); and the per-example oracle (per example, the
+  least n such that its own error and gap are ≤ tol for every n' in [n, 2n]; its mean).
+  The issue's "oracle-uniform" could mean either uniform figure: both ratios are printed.
 * smooth: a GELU/tanh MLP on 30 features, its weights as initialised and ×3; tolerance mode's
   cost against the cheapest uniform Gauss–Legendre n meeting the same contract, at 1e-3,
   1e-6 and 1e-9.
@@ -99,13 +103,8 @@ def run_digits(args: argparse.Namespace) -> None:
     model, x, target = digits(args)
     ref = integrad.explain(model, x, target=target, n_steps=args.reference).attributions
     print(f"\ndigits CNN: {len(x)} test digits, tolerance {tol}, reference GL n={args.reference}")
-    cheapest = None
-    for n in range(4, 257):
-        exp = integrad.explain(model, x, target=target, n_steps=n)
-        if meets(rel_error(exp.attributions, ref), exp.relative_delta, tol):
-            cheapest = n
-            break
-    assert cheapest is not None, "no uniform n up to 256 meets the requirement"
+    scan = uniform_scan(model, x, target, ref, tol, args.scan)
+    cheapest, stable, oracle = scan.cheapest(), scan.stable(), scan.per_example()
     uniform = integrad.explain(model, x, target=target, n_steps=cheapest)
     adaptive = integrad.explain(model, x, target=target, tolerance=tol)
     captum = CaptumIG(model).attribute(x, target=target, n_steps=50, return_convergence_delta=True)
@@ -118,6 +117,15 @@ def run_digits(args: argparse.Namespace) -> None:
             rel_error(uniform.attributions, ref),
             uniform.relative_delta,
             cheapest,
+        )
+    )
+    stable_run = integrad.explain(model, x, target=target, n_steps=stable)
+    print(
+        describe(
+            f"uniform GL n={stable} (stable)",
+            rel_error(stable_run.attributions, ref),
+            stable_run.relative_delta,
+            stable,
         )
     )
     print(describe("Captum GL n=50", rel_error(captum[0], ref), captum[1].abs() / ends.abs(), 50))
@@ -138,8 +146,17 @@ def run_digits(args: argparse.Namespace) -> None:
     )
     t_adaptive, t_uniform, t_captum = times["tolerance"], times["uniform"], times["captum"]
     print(
-        f"  evaluation ratio vs uniform n={cheapest}: {cost / cheapest:.3f} "
+        f"  evaluation ratio vs uniform n={cheapest} (cheapest): {cost / cheapest:.3f} "
         f"({cost / (cheapest + 1):.3f} if the uniform run also pays the 2 forwards of its delta)"
+    )
+    print(
+        f"  evaluation ratio vs uniform n={stable} (stable: every n' in [n, 2n] meets it): "
+        f"{cost / stable:.3f} ({cost / (stable + 1):.3f} with its delta's 2 forwards)"
+    )
+    print(
+        f"  evaluation ratio vs the per-example oracle (mean least n with the example's error "
+        f"and gap ≤ tol for every n' in [n, 2n]: {float(oracle.mean()):.1f}): "
+        f"{cost / float(oracle.mean()):.3f} ({cost / float(oracle.mean() + 1):.3f} with 2 forwards)"
     )
     print(f"  evaluation ratio vs Captum n=50: {cost / 50:.3f}")
     print(
@@ -177,6 +194,51 @@ def run_digits(args: argparse.Namespace) -> None:
         f"near-boundary {float(blend_part.double().mean()):.1f}; "
         f"Spearman(oracle n, evals) = {spearman(need.double(), mixed.n_evals.double()):.2f}"
     )
+
+
+class Scan:
+    """Per uniform Gauss–Legendre n = 1 … N: each example's error and completeness gap."""
+
+    def __init__(self, err: torch.Tensor, gap: torch.Tensor, tol: float) -> None:
+        self.err, self.gap, self.tol = err, gap, tol  # (N, examples), row n − 1 for n
+
+    def _meets(self) -> list[bool]:
+        return [meets(e, g, self.tol) for e, g in zip(self.err, self.gap, strict=True)]
+
+    def cheapest(self) -> int:
+        """The least n whose run meets the contract."""
+        return self._meets().index(True) + 1
+
+    def stable(self) -> int:
+        """The least n such that every n' in [n, 2n] meets the contract (a user who picks an
+        n near the cheapest one without scanning is not guaranteed the cheapest's luck)."""
+        ok = self._meets()
+        for n in range(1, len(ok) // 2 + 1):
+            if all(ok[n - 1 : 2 * n]):
+                return n
+        raise RuntimeError(f"no stable n up to {len(ok) // 2}: raise --scan")
+
+    def per_example(self) -> torch.Tensor:
+        """Per example, the least n with its error and gap ≤ tol for every n' in [n, 2n]."""
+        ok = (self.err <= self.tol) & (self.gap <= self.tol)
+        least = torch.zeros(ok.shape[1], dtype=torch.long)
+        for i in range(ok.shape[1]):
+            least[i] = next(
+                n for n in range(1, len(ok) // 2 + 1) if bool(ok[n - 1 : 2 * n, i].all())
+            )
+        return least.double()
+
+
+def uniform_scan(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, ref: torch.Tensor, tol: float,
+    top: int,
+) -> Scan:  # fmt: skip
+    err, gap = [], []
+    for n in range(1, top + 1):
+        exp = integrad.explain(model, x, target=target, n_steps=n)
+        err.append(rel_error(exp.attributions, ref))
+        gap.append(exp.relative_delta)
+    return Scan(torch.stack(err), torch.stack(gap), tol)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -287,6 +349,9 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--reference", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--scan", type=int, default=160, help="uniform n scanned for the digits' baselines"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--parts", nargs="+", default=["digits", "smooth", "minilm"],

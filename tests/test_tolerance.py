@@ -259,6 +259,64 @@ def test_counts_evaluations_and_forwards() -> None:
     assert exp.n_forward.tolist() == [2, 2, 2, 2]  # F(x) and F(x'), once each
 
 
+class Counted(nn.Module):
+    """Counts the rows ``inner`` is differentiated at (a gradient reaches them), and the
+    rows it only runs forward (the engine's memory probe, a forward whose graph it drops,
+    is neither)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.grad_rows = 0
+        self.forward_rows = 0
+
+    def _reached(self, grad: torch.Tensor) -> None:
+        self.grad_rows += len(grad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            x.register_hook(self._reached)
+        elif not torch.is_grad_enabled():
+            self.forward_rows += len(x)
+        return self.inner(x)
+
+
+def test_piecewise_rungs_reuse_every_evaluation() -> None:
+    # Counted where the model runs, not from integrad's own bookkeeping: each example's
+    # gradients were taken exactly at its final rule's points, none discarded on the way.
+    counted = Counted(ridge(nn.ReLU(), kinks=25))
+    x = inputs(batch=6)
+    exp = integrad.explain(counted, x, target=0, tolerance=1e-3)
+    assert exp.method == "tolerance:piecewise" and bool(exp.converged.all())
+    assert counted.grad_rows == int(exp.extras["points"].sum()) == int(exp.n_evals.sum())
+    assert counted.forward_rows == 2 * len(x)  # F(x) and F(x') for the completeness gap
+    assert ((exp.extras["points"] + 1) % 6 == 0).all()  # rungs of 6, 12, 24, … cells
+
+
+def test_contract_holds_on_a_held_out_relu_cnn() -> None:
+    # Held out: a 1-D ReLU CNN with max-pooling on random series, no constant chosen on it.
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv1d(2, 6, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
+        nn.Conv1d(6, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8, 1),
+        Shift(torch.zeros(1, dtype=torch.float64)),  # exact mode does not know it: the ladder
+        nn.Flatten(),
+    ).double()  # fmt: skip
+    x = torch.randn(24, 2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    dense = integrad.explain(model, x, target=0, n_steps=4096).attributions
+    for tol in (1e-2, 1e-3):
+        exp = integrad.explain(model, x, target=0, tolerance=tol)
+        assert exp.method == "tolerance:piecewise" and bool(exp.converged.all())
+        err = rel_error(exp.attributions, dense)
+        assert float((err <= tol).double().mean()) >= 0.95
+        assert (err <= 2 * tol).all()
+        # The gap as the contract states it: a floor of 1e-3 × max(|F(x)|, |F(x')|) under
+        # the output change, so that a near-zero change does not demand an exact zero.
+        ends = torch.maximum(exp.output.abs(), exp.baseline_output.abs())
+        gap = exp.delta.abs() / ((exp.output - exp.baseline_output).abs() + 1e-3 * ends)
+        assert (gap <= tol).all()
+
+
 def test_max_steps_exhaustion_is_flagged_and_warned() -> None:
     model = ridge(nn.ReLU()).float()
     model.w, model.offsets, model.c = model.w.float(), model.offsets.float(), model.c.float()
