@@ -234,7 +234,8 @@ class SeriesTransformer(nn.Module):
 
 
 def family_cases(examples: int, offset: int = 0) -> list[Case]:
-    """Models whose modules look smooth but whose integrand is not (all out of sample)."""
+    """Models whose modules look smooth but whose integrand is not, or barely is (a steep
+    softplus); all out of sample."""
     from sklearn import datasets
 
     data = datasets.load_breast_cancer()
@@ -251,6 +252,9 @@ def family_cases(examples: int, offset: int = 0) -> list[Case]:
             nn.Linear(30, 64), nn.ELU(0.5), nn.Linear(64, 64), nn.ELU(0.5), nn.Linear(64, 2))),
         ("breast cancer CELU MLP", lambda: nn.Sequential(
             nn.Linear(30, 64), nn.CELU(), nn.Linear(64, 64), nn.CELU(), nn.Linear(64, 2))),
+        ("breast cancer Softplus(50) MLP", lambda: nn.Sequential(
+            nn.Linear(30, 64), nn.Softplus(beta=50), nn.Linear(64, 64), nn.Softplus(beta=50),
+            nn.Linear(64, 2))),
         ("LayerNorm block, F.relu", lambda: NormedHidden(30, 2)),
     ):  # fmt: skip
         torch.manual_seed(11)
