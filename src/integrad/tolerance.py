@@ -151,10 +151,10 @@ def ladder_of(forward_func: object) -> str:
     ``piecewise``: a ReLU-like, ELU-like or max-pooling module (or an ``nn.RNN`` or a
     transformer layer with ReLU), or a ``forward`` — of ``forward_func`` itself or of a
     module class from outside PyTorch — that calls a kinked function such as ``F.relu``,
-    ``clamp`` or ``abs`` (read from its source). ``smooth``:
-    analytic nonlinearities only (GELU, tanh, LSTM, LayerNorm, …). ``unknown``: neither is
-    visible (affine modules only, or a function without source), or a softplus steeper than
-    ``beta = 20`` (whose bend the first rungs can miss together), so it is probed.
+    ``clamp`` or ``abs`` (read from its source). ``smooth``: analytic nonlinearities only
+    (GELU, tanh, LSTM, LayerNorm, …). ``unknown``: neither is visible (affine modules only,
+    or a function without source), or a softplus steeper than ``beta = 20`` (whose bend the
+    first rungs can miss together), so it is probed.
     """
     if not isinstance(forward_func, nn.Module) and calls_kinks(forward_func):
         return "piecewise"
