@@ -191,3 +191,53 @@ class kept_buffers:
         with torch.no_grad():
             for buffer, value in zip(self.buffers, values, strict=True):
                 buffer.copy_(value)
+
+
+def check_finite_targets(selected: torch.Tensor, rows: torch.Tensor) -> None:
+    """Refuse a NaN or Inf target output at a path point, naming the examples ``rows`` hold."""
+    finite = torch.isfinite(selected.detach())
+    if not bool(finite.all()):
+        bad = sorted(set(rows.to(finite.device)[~finite].tolist()))
+        raise ValueError(
+            f"forward_func returned a non-finite target output (NaN or Inf) for example(s) "
+            f"{bad[:10]} at a path point; the attributions would be NaN. Check the model "
+            "and the inputs and baselines of those examples"
+        )
+
+
+def check_finite_gradients(sums: tuple[torch.Tensor, ...]) -> None:
+    """Refuse NaN or Inf in the summed gradients (one tensor per input), naming the examples."""
+    for i, s in enumerate(sums):
+        if not bool(torch.isfinite(s).all()):
+            bad = torch.nonzero(~torch.isfinite(s.reshape(s.shape[0], -1)).all(dim=1))
+            raise ValueError(
+                f"the gradients of forward_func are not finite (NaN or Inf) for input {i} "
+                f"of example(s) {bad.flatten().tolist()[:10]} on the path; the attributions "
+                "would be NaN. Check the model for operations whose gradient is undefined at "
+                "some path point (sqrt or norm at 0, log of 0, division by 0)"
+            )
+
+
+def differentiable(selected: torch.Tensor) -> torch.Tensor:
+    """``selected`` (the target outputs at path points), refused if it carries no gradient."""
+    if not selected.requires_grad:
+        raise ValueError(
+            "the output of forward_func does not depend on the inputs (it carries no "
+            "gradient); check that the model uses the inputs you pass and that it "
+            "does not detach them or run under torch.no_grad()"
+        )
+    return selected
+
+
+def dense_gradients(
+    points: tuple[torch.Tensor, ...], grads: tuple[torch.Tensor | None, ...]
+) -> tuple[torch.Tensor, ...]:
+    """``torch.autograd.grad``'s answer with zeros for the inputs the output does not use;
+    refused if it uses none."""
+    if all(g is None for g in grads):
+        raise ValueError(
+            "the output of forward_func does not depend on any of the inputs; nothing to attribute"
+        )
+    return tuple(
+        torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=True)
+    )

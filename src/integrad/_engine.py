@@ -24,8 +24,17 @@ from typing import Any
 import torch
 
 from . import _memory
-from ._checks import SHAPE_ERROR, kept_buffers, shape_hint, training_modules
-from ._inputs import check_output
+from ._checks import (
+    SHAPE_ERROR,
+    check_finite_gradients,
+    check_finite_targets,
+    dense_gradients,
+    differentiable,
+    kept_buffers,
+    shape_hint,
+    training_modules,
+)
+from ._inputs import check_engine_options, check_output, check_points
 from ._memory import (
     DEFAULT_MAX_MEMORY,
     MIN_CHUNK_POINTS,
@@ -38,6 +47,7 @@ from ._memory import (
     default_budget,
 )
 from ._problem import PathGradients, PathProblem, Points, PointTransform
+from .explanation import prediction_fields
 from .quadrature import Rule
 
 __all__ = [
@@ -63,34 +73,8 @@ class Engine:
         internal_batch_size: int | None = None,
         grad_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if grad_kwargs is not None and not (
-            isinstance(grad_kwargs, dict) and all(isinstance(k, str) for k in grad_kwargs)
-        ):
-            raise TypeError(
-                f"grad_kwargs must be a dict of keyword arguments for torch.autograd.grad, "
-                f"got {type(grad_kwargs).__name__}"
-            )
-        reserved = sorted(set(grad_kwargs or {}) & {"outputs", "inputs", "allow_unused"})
-        if reserved:
-            raise ValueError(
-                f"grad_kwargs may not set {reserved}: integrad chooses the outputs, the inputs "
-                "(the path points) and allow_unused itself"
-            )
+        check_engine_options(grad_kwargs, internal_batch_size, max_memory)
         self.grad_kwargs = dict(grad_kwargs or {})
-        if internal_batch_size is not None and (
-            isinstance(internal_batch_size, bool)
-            or not isinstance(internal_batch_size, int)
-            or internal_batch_size < 1
-        ):
-            raise ValueError(
-                f"internal_batch_size must be a positive int or None, got {internal_batch_size!r}"
-            )
-        if max_memory is not None and (
-            isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1
-        ):
-            raise ValueError(
-                f"max_memory must be a positive int (bytes) or None, got {max_memory!r}"
-            )
         self.problem = problem
         device = problem.inputs[0].device
         self.max_memory = default_budget(device) if max_memory is None else max_memory
@@ -181,7 +165,7 @@ class Engine:
             points = tuple(p.requires_grad_() for p in self.points(rows, ones))
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 out = self._forward(points, rows)
-            self._differentiable(self._select(out, rows))
+            differentiable(self._select(out, rows))
         self._measured(counter, points, on_chunk=False)
 
     def _measured(
@@ -234,14 +218,7 @@ class Engine:
         else:
             index = self._flat_target.to(output.device).index_select(0, rows.to(output.device))
             selected = flat.gather(1, index.unsqueeze(1)).squeeze(1)
-        finite = torch.isfinite(selected.detach())
-        if not bool(finite.all()):
-            bad = sorted(set(rows.to(finite.device)[~finite].tolist()))
-            raise ValueError(
-                f"forward_func returned a non-finite target output (NaN or Inf) for example(s) "
-                f"{bad[:10]} at a path point; the attributions would be NaN. Check the model "
-                "and the inputs and baselines of those examples"
-            )
+        check_finite_targets(selected, rows)
         return selected
 
     def target_values(self, output: object, rows: torch.Tensor) -> torch.Tensor:
@@ -356,23 +333,7 @@ class Engine:
                 lambda part: (every[part], self.points(every[part], ones[part])),
                 self._keeper(batch),
             )
-        fields: dict[str, Any] = dict.fromkeys(
-            ("predicted", "probability", "predicted_probability")
-        )
-        fields["output_kind"] = output_kind
-        full = self.at_inputs
-        if full is None:
-            return fields
-        predicted = fields["predicted"] = full.argmax(1)
-        if output_kind is None:
-            return fields
-        chances = full.double().softmax(1) if output_kind == "logits" else full.double()
-        target = self._flat_target
-        index = torch.zeros_like(predicted) if target is None else target.to(full.device)
-        at = torch.stack([index, predicted], 1)
-        picked = chances.gather(1, at).T.contiguous()
-        fields["probability"], fields["predicted_probability"] = picked[0], picked[1]
-        return fields
+        return prediction_fields(self.at_inputs, output_kind, self._flat_target)
 
     def outputs(self, rows: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         """The target output at path points, forward passes only (no gradients)."""
@@ -411,13 +372,7 @@ class Engine:
     ) -> Callable[[slice], tuple[torch.Tensor, ...]]:
         if not isinstance(points, tuple):
             return points
-        total = int(rows.numel())
-        for i, (p, x) in enumerate(zip(points, self.problem.inputs, strict=True)):
-            if p.shape[0] != total or p.shape[1:] != x.shape[1:]:
-                raise ValueError(
-                    f"points[{i}] has shape {tuple(p.shape)}; expected {total} rows of "
-                    f"features {tuple(x.shape[1:])}"
-                )
+        check_points(points, int(rows.numel()), self.problem.inputs)
         return lambda part: tuple(p[part] for p in points)
 
     def forward_chunks(
@@ -516,15 +471,7 @@ class Engine:
             sums.add(r, grads, w)
             self._count(self.evals, r)
         result = sums.result()
-        for i, s in enumerate(result):
-            if not bool(torch.isfinite(s).all()):
-                bad = torch.nonzero(~torch.isfinite(s.reshape(s.shape[0], -1)).all(dim=1))
-                raise ValueError(
-                    f"the gradients of forward_func are not finite (NaN or Inf) for input {i} "
-                    f"of example(s) {bad.flatten().tolist()[:10]} on the path; the attributions "
-                    "would be NaN. Check the model for operations whose gradient is undefined at "
-                    "some path point (sqrt or norm at 0, log of 0, division by 0)"
-                )
+        check_finite_gradients(result)
         if not outputs:
             return PathGradients(result, torch.empty(0, device=self.evals.device))
         return PathGradients(result, torch.cat(outputs))
@@ -538,34 +485,16 @@ class Engine:
             points = tuple(p.detach().requires_grad_() for p in built)
             with counting(counter if self._recount else None):
                 out = self._forward(points, rows)
-            selected = self._differentiable(self._select(out, rows))
+            selected = differentiable(self._select(out, rows))
             if self._recount:
                 self._recount = False
                 self._measured(counter, points, on_chunk=True)
             grads = torch.autograd.grad(
                 selected.sum(), points, allow_unused=True, **self.grad_kwargs
             )
-        if all(g is None for g in grads):
-            raise ValueError(
-                "the output of forward_func does not depend on any of the inputs; nothing "
-                "to attribute"
-            )
-        dense = tuple(
-            torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=True)
-        )
-        return dense, selected.detach()
+        return dense_gradients(points, grads), selected.detach()
 
     @staticmethod
     def _count(counter: torch.Tensor, rows: torch.Tensor) -> None:
         rows = rows.to(counter.device)
         counter.index_add_(0, rows, torch.ones_like(rows))
-
-    @staticmethod
-    def _differentiable(selected: torch.Tensor) -> torch.Tensor:
-        if not selected.requires_grad:
-            raise ValueError(
-                "the output of forward_func does not depend on the inputs (it carries no "
-                "gradient); check that the model uses the inputs you pass and that it "
-                "does not detach them or run under torch.no_grad()"
-            )
-        return selected

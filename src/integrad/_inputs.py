@@ -148,6 +148,50 @@ def check_positive_int(value: object, name: str) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def check_engine_options(
+    grad_kwargs: object, internal_batch_size: object, max_memory: object
+) -> None:
+    """The path engine's options: ``grad_kwargs`` for ``torch.autograd.grad`` (not the
+    arguments integrad sets), a positive ``internal_batch_size`` and ``max_memory``, or None."""
+    if grad_kwargs is not None and not (
+        isinstance(grad_kwargs, dict) and all(isinstance(k, str) for k in grad_kwargs)
+    ):
+        raise TypeError(
+            f"grad_kwargs must be a dict of keyword arguments for torch.autograd.grad, "
+            f"got {type(grad_kwargs).__name__}"
+        )
+    reserved = sorted(set(grad_kwargs or {}) & {"outputs", "inputs", "allow_unused"})
+    if reserved:
+        raise ValueError(
+            f"grad_kwargs may not set {reserved}: integrad chooses the outputs, the inputs "
+            "(the path points) and allow_unused itself"
+        )
+    if internal_batch_size is not None and (
+        isinstance(internal_batch_size, bool)
+        or not isinstance(internal_batch_size, int)
+        or internal_batch_size < 1
+    ):
+        raise ValueError(
+            f"internal_batch_size must be a positive int or None, got {internal_batch_size!r}"
+        )
+    if max_memory is not None and (
+        isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1
+    ):
+        raise ValueError(f"max_memory must be a positive int (bytes) or None, got {max_memory!r}")
+
+
+def check_points(
+    points: tuple[torch.Tensor, ...], total: int, inputs: tuple[torch.Tensor, ...]
+) -> None:
+    """Path points a method chose: ``total`` rows of each input's features."""
+    for i, (p, x) in enumerate(zip(points, inputs, strict=True)):
+        if p.shape[0] != total or p.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"points[{i}] has shape {tuple(p.shape)}; expected {total} rows of features "
+                f"{tuple(x.shape[1:])}"
+            )
+
+
 def flat_rows(tensors: TensorOrTuple) -> torch.Tensor:
     """One float64 row per example: every feature of every tensor, flattened and joined."""
     parts = tensors if isinstance(tensors, tuple) else (tensors,)

@@ -235,3 +235,24 @@ def _describe(exp: Explanation) -> str:
         if f.name not in _KNOWN:
             lines.append(f"  {f.name}={_short(getattr(exp, f.name))}")
     return "\n".join(lines)
+
+
+def prediction_fields(
+    outputs: torch.Tensor | None, output_kind: str | None, target: torch.Tensor | None
+) -> dict[str, Any]:
+    """The Explanation's fields on what the model predicted, from its ``(batch, classes)``
+    ``outputs`` at the inputs (None: no classes) and the per-example ``target`` class
+    (None: class 0): ``predicted``, and with ``output_kind`` ``"logits"`` (softmax) or
+    ``"probabilities"`` the ``probability`` of the target and ``predicted_probability``."""
+    fields: dict[str, Any] = dict.fromkeys(("predicted", "probability", "predicted_probability"))
+    fields["output_kind"] = output_kind
+    if outputs is None:
+        return fields
+    predicted = fields["predicted"] = outputs.argmax(1)
+    if output_kind is None:
+        return fields
+    chances = outputs.double().softmax(1) if output_kind == "logits" else outputs.double()
+    index = torch.zeros_like(predicted) if target is None else target.to(outputs.device)
+    picked = chances.gather(1, torch.stack([index, predicted], 1)).T.contiguous()
+    fields["probability"], fields["predicted_probability"] = picked[0], picked[1]
+    return fields
