@@ -96,21 +96,25 @@ def _check_method(method: str) -> None:
 
 def _panel(
     ax: Any,
-    norm: np.ndarray,
+    values: np.ndarray,
     image: np.ndarray | None,
     *,
     method: str,
     sign: str,
     limit: float,
     cmap: Any,
+    captum_colors: bool,
     alpha_overlay: float,
 ) -> Any:
-    """Draw one Captum-style panel; the heat map's image (for a colour bar) or None.
+    """Draw one Captum-style panel of ``values`` (an ``(H, W)`` map) coloured within
+    ``limit``; the heat map's image (for a colour bar) or None.
 
-    ``norm`` holds the colour positions (:func:`normalized`); heat maps show them times
-    ``limit`` so that a colour bar reads in attribution units. ``image`` is uint8
-    ``(H, W, 3)``.
+    Heat maps show the colour positions (:func:`normalized`) times ``limit`` so that a
+    colour bar reads in attribution units. ``cmap`` None: :func:`colormap`'s for ``sign``.
+    ``image`` is uint8 ``(H, W, 3)``.
     """
+    norm = normalized(values, sign, limit=limit)
+    cmap = cmap or colormap(sign, captum_colors)
     _check_method(method)
     if method in ("masked_image", "alpha_scaling") and sign == "all":
         raise ValueError(
@@ -200,15 +204,15 @@ def figure(
             ax = owner.subplots()
         values = aggregate_channels(attributions, "sum", axis)
         limit = outlier_limit(_signed_part(values, sign), percentile, clip)
-        norm = normalized(values, sign, limit=limit)
         mappable = _panel(
             ax,
-            norm,
+            values,
             rgb,
             method=method,
             sign=sign,
             limit=limit,
-            cmap=cmap or colormap(sign, captum_colors),
+            cmap=cmap,
+            captum_colors=captum_colors,
             alpha_overlay=alpha_overlay,
         )
         if show_colorbar and mappable is not None:
@@ -228,23 +232,25 @@ def figure(
     axes[0].set_title(f"input #{example}")
     signed = _panel(
         axes[1],
-        normalized(summed, "all", limit=limit),
+        summed,
         None,
         method="heat_map",
         sign="all",
         limit=limit,
-        cmap=cmap or colormap("all", captum_colors),
+        cmap=cmap,
+        captum_colors=captum_colors,
         alpha_overlay=alpha_overlay,
     )
     axes[1].set_title(f"signed, sum {float(summed.sum()):.3g}")
     absolute = _panel(
         axes[2],
-        normalized(magnitudes, "absolute", limit=magnitude),
+        magnitudes,
         None,
         method="heat_map",
         sign="absolute",
         limit=magnitude,
-        cmap=colormap("absolute", captum_colors),
+        cmap=None,
+        captum_colors=captum_colors,
         alpha_overlay=alpha_overlay,
     )
     axes[2].set_title("absolute |a|")
@@ -332,12 +338,13 @@ def visualize_image_attr(
         ax = fig.subplots()
     mappable = _panel(
         ax,
-        normalized(summed, sign, limit=limit),
+        summed,
         image,
         method=method,
         sign=sign,
         limit=limit,
-        cmap=cmap or colormap(sign, captum_colors),
+        cmap=cmap,
+        captum_colors=captum_colors,
         alpha_overlay=alpha_overlay,
     )
     if show_colorbar and mappable is not None:
