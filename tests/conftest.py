@@ -63,6 +63,13 @@ def smooth_mlp(seed: int = 0, features: int = 6, classes: int = 3) -> nn.Module:
     )
 
 
+def rows_seen(model: nn.Module) -> list[int]:
+    """The batch size of every forward pass ``model`` runs from now on, in order."""
+    rows: list[int] = []
+    model.register_forward_hook(lambda _m, args, _out: rows.append(int(args[0].shape[0])))
+    return rows
+
+
 def small_cnn(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import LayerIntegratedGradients as CaptumLIG
-from conftest import mean_pooled, small_cnn, smooth_mlp
+from conftest import mean_pooled, rows_seen, small_cnn, smooth_mlp
 from torch import nn
 
 import integrad
@@ -327,8 +327,7 @@ def test_a_completeness_gap_over_five_percent_warns_and_train_mode_buffers_are_k
 def test_the_cost_per_point_is_measured_once_per_model_and_layer():
     # Layer IG wraps the model afresh each call; its memory must not start over each call.
     model = smooth_mlp()
-    calls: list[int] = []
-    model.register_forward_hook(lambda _m, args, _out: calls.append(int(args[0].shape[0])))
+    calls = rows_seen(model)
     x = torch.rand(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     lig = integrad.LayerIntegratedGradients(model, model[1])
     first = lig.attribute(x, target=0, n_steps=4)

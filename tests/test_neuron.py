@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import NeuronIntegratedGradients as CaptumNIG
-from conftest import small_cnn, smooth_mlp
+from conftest import rows_seen, small_cnn, smooth_mlp
 
 import integrad
 
@@ -120,8 +120,7 @@ def test_the_cost_per_point_is_measured_once_per_model_and_layer():
     # The neuron's forward function is made afresh each call; its memory must not start
     # over each call.
     model = smooth_mlp()
-    calls: list[int] = []
-    model.register_forward_hook(lambda _m, args, _out: calls.append(int(args[0].shape[0])))
+    calls = rows_seen(model)
     x = torch.rand(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     nig = integrad.NeuronIntegratedGradients(model, model[1])
     first = nig.attribute(x, neuron_selector=0, n_steps=4)
